@@ -1,0 +1,1 @@
+"""The agent: what runs inside a block, one per pilot."""

@@ -1,0 +1,35 @@
+"""``python -m rp_executor.agent <config file>``: run a pilot's agent.
+
+The config file is JSON written by the client with mode 0600 (it holds the agent's
+CURVE secret key); it is read and then removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the agent configured by the file named in ``argv``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m rp_executor.agent <agent config file (0600)>", file=sys.stderr)
+        return 2
+    from rp_executor.wire import read_secret
+    from .agent import Agent
+
+    path = Path(argv[0])
+    cfg = read_secret(path)
+    os.unlink(path)  # the secret lives in the agent's memory only from now on
+    os.chdir(cfg["sandbox"])
+    logging.basicConfig(filename=os.path.join(cfg["sandbox"], "agent.log"),
+                        level=cfg.get("log_level", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Agent(cfg).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

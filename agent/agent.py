@@ -1,0 +1,240 @@
+"""The agent's loop: one process per pilot, single-threaded.
+
+It connects back to the client (CURVE DEALER), reports its resources, then loops:
+receive units and commands, place units on free slots, launch them, reap them when
+SIGCHLD wakes the loop, and send the state updates of each loop iteration as one
+batch. It ends on the client's cancel, when the pilot's runtime is reached, when the
+client has been silent too long, or on SIGTERM; every unit it holds ends first.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from rp_executor import states, wire
+from .executing import ForkExecutor, Finished
+from .resource_manager import RESOURCE_MANAGERS
+from .scheduler import Scheduler
+
+log = logging.getLogger("rp_executor.agent")
+
+_ARRIVED = (states.AGENT_STAGING_INPUT, states.AGENT_SCHEDULING_PENDING)
+_STARTED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING, states.EXECUTING)
+_ENDED = (states.AGENT_STAGING_OUTPUT_PENDING, states.AGENT_STAGING_OUTPUT)
+
+
+class Agent:
+    """The agent of one pilot, configured by the 0600 file the client wrote."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.pilot = cfg["pilot_id"]
+        self.sandbox = Path(cfg["sandbox"])
+        manager = RESOURCE_MANAGERS[cfg.get("resource_manager") or "local"]
+        self.rm = manager(cores=cfg["cores"], gpus=cfg.get("gpus") or 0,
+                          cores_per_node=cfg.get("cores_per_node"),
+                          gpus_per_node=cfg.get("gpus_per_node") or None)
+        self.scheduler = Scheduler(self.rm.nodes)
+        self.executor = ForkExecutor(self.sandbox, {
+            "RP_SESSION_ID": cfg["session_id"], "RP_PILOT_ID": self.pilot,
+            "RP_PILOT_SANDBOX": str(self.sandbox)})
+        self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self.updates: dict[str, list] = {}
+        self.ending: tuple[str, str] | None = None
+        self.runtime_end = time.monotonic() + float(cfg["runtime"]) * 60
+        self.beat_every = float(cfg.get("heartbeat_interval") or 1.0)
+        self.client_timeout = float(cfg.get("heartbeat_timeout") or 60.0)
+
+    # updates ------------------------------------------------------------------------
+
+    def _step(self, uid: str, steps: tuple, extra: dict | None = None) -> None:
+        now = time.time()
+        entry = self.updates.get(uid)
+        if entry is None:
+            self.updates[uid] = entry = [uid, [], None]
+        entry[1].extend([s, now] for s in steps)
+        if extra:
+            entry[2] = extra
+
+    def _flush(self, sock: zmq.Socket, *more: Any) -> None:
+        messages = []
+        if self.updates:
+            messages.append(wire.UnitStates(list(self.updates.values())))
+            self.updates = {}
+        messages.extend(more)
+        if messages:
+            sock.send(wire.encode(messages))
+
+    # units --------------------------------------------------------------------------
+
+    def _receive(self, units: list[dict]) -> None:
+        for unit in units:
+            self.waiting[unit["uid"]] = unit
+            self._step(unit["uid"], _ARRIVED)
+
+    def _place(self) -> None:
+        """Start waiting units, in order, while there are free cores."""
+        placed = []
+        for uid, unit in self.waiting.items():
+            if self.scheduler.free_cores == 0:
+                break
+            d = unit["description"]
+            cores = d["cpu_processes"] * d["cpu_threads"]
+            gpus = d["gpu_processes"]
+            mpi = d["cpu_process_type"] == "MPI"
+            error = self.scheduler.check(cores, gpus, mpi=mpi,
+                                         cores_per_process=d["cpu_threads"])
+            if error:
+                placed.append(uid)
+                self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {error}"})
+                continue
+            slots = self.scheduler.allocate(cores, gpus, mpi=mpi,
+                                            cores_per_process=d["cpu_threads"])
+            if slots is None:
+                continue
+            placed.append(uid)
+            self.executor.launch(unit, slots)
+            self._step(uid, _STARTED)
+        for uid in placed:
+            del self.waiting[uid]
+
+    def _finished(self, results: list[Finished], cause: str | None = None) -> None:
+        for res in results:
+            if res.slots is not None:
+                self.scheduler.release(res.slots)
+            extra = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
+            if cause is not None:
+                extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
+                self._step(res.uid, (states.FAILED,), extra)
+            elif res.canceled:
+                self._step(res.uid, (states.CANCELED,), extra)
+            elif res.exit_code == 0:
+                self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+            else:
+                self._step(res.uid, (*_ENDED, states.FAILED), extra)
+
+    def _cancel(self, uids: list[str]) -> None:
+        for uid in uids:
+            if self.waiting.pop(uid, None) is not None:
+                self._step(uid, (states.CANCELED,))
+            elif not self.executor.cancel(uid):
+                log.debug("cancel of %s: not here (already ended?)", uid)
+
+    def _end(self, state: str, cause: str) -> None:
+        if self.ending is None:
+            log.info("ending the pilot %s: %s (%s)", self.pilot, state, cause)
+            self.ending = (state, cause)
+
+    # the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until the pilot ends; returns the process exit code."""
+        ctx = zmq.Context()
+        keys = wire.KeyPair(self.cfg["public"], self.cfg["secret"])
+        sock = wire.connect_agent(ctx, self.pilot, self.cfg["endpoint"],
+                                  self.cfg["server_public"], keys)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda signum, _: self._end(
+            states.CANCELED, f"the agent got signal {signum}"))
+        signal.signal(signal.SIGINT, signal.getsignal(signal.SIGTERM))
+
+        resources = {**self.rm.info(), "hostname": socket.gethostname(), "pid": os.getpid(),
+                     "sandbox": str(self.sandbox)}
+        sock.send(wire.encode([wire.Hello(self.pilot, resources)]))
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
+        heard = time.monotonic()
+        next_beat = heard + self.beat_every
+        try:
+            while self.ending is None:
+                now = time.monotonic()
+                timeout = min(next_beat, self.runtime_end) - now
+                reap_in = self.executor.reap_timeout
+                if reap_in is not None:
+                    timeout = min(timeout, reap_in)
+                try:
+                    ready = dict(poller.poll(max(0.0, timeout) * 1000))
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EINTR:
+                        raise
+                    ready = {}
+                if wake_r in ready:
+                    try:
+                        while os.read(wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                if sock in ready:
+                    heard = time.monotonic()
+                    self._drain(sock)
+                self._finished(self.executor.reap())
+                if self.waiting:
+                    self._place()
+                now = time.monotonic()
+                beat = None
+                if now >= next_beat:
+                    next_beat = now + self.beat_every
+                    beat = wire.Heartbeat(time.time())
+                    if now - heard > self.client_timeout:
+                        self._end(states.FAILED,
+                                  f"no word from the client for {self.client_timeout:.0f} s")
+                if now >= self.runtime_end:
+                    self._end(states.DONE, f"runtime of {self.cfg['runtime']} min reached")
+                if beat is not None:
+                    self._flush(sock, beat)
+                else:
+                    self._flush(sock)
+            state, cause = self.ending
+            self._shutdown(state, cause)
+            self._flush(sock, wire.Bye(state, cause))
+        finally:
+            self.executor.kill_all()
+            sock.close(linger=2000)
+            ctx.term()
+        return 0
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                messages = wire.decode(frame)
+            except ValueError as exc:
+                log.warning("%s", exc)
+                continue
+            for msg in messages:
+                if isinstance(msg, wire.Units):
+                    self._receive(msg.units)
+                elif isinstance(msg, wire.CancelUnits):
+                    self._cancel(msg.uids)
+                elif isinstance(msg, wire.CancelPilot):
+                    self._end(states.CANCELED, msg.cause)
+
+    def _shutdown(self, state: str, cause: str) -> None:
+        """End every unit still here: running ones are killed and FAILED."""
+        why = f"pilot {self.pilot} ended ({state}: {cause}) before the unit finished"
+        self._finished(self.executor.reap())
+        for uid in list(self.waiting):
+            self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {why}"})
+        self.waiting.clear()
+        self._finished(self.executor.kill_all(), cause=why)
+
+
+def _append(text: str | None, line: str) -> str:
+    return f"{text.rstrip()}\n{line}" if text else line

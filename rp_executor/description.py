@@ -1,0 +1,529 @@
+"""Pilot and unit descriptions: what the user asks for, checked when it is set.
+
+A description is a declarative schema (a tuple of :class:`Attr`) plus a tiny base class,
+:class:`Description`, that stores one value per attribute, checks every value as it is
+set (attribute, item or constructor access) and checks the whole description in
+:meth:`Description.validate`, which the managers call at submit.
+
+The attributes and defaults are those of RADICAL-Pilot 0.50
+(``compute_pilot_description.py`` and ``compute_unit_description.py``). Unlike RP
+there is no camel-case access; an unknown name raises :class:`BadParameter` with the
+closest known name as a suggestion.
+
+Checks are written for volume: a UnitManager may build and validate 100,000 unit
+descriptions, so the common case (``type(value)`` is exactly the hinted type) never
+reaches ``typeguard``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import reprlib
+import types
+import typing
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
+
+from typeguard import CollectionCheckStrategy, TypeCheckError, check_type
+
+from rp_executor.exceptions import BadParameter
+
+log = logging.getLogger(__name__)
+
+#: Values of ``cpu_process_type`` and ``gpu_process_type`` ('' means POSIX).
+PROCESS_TYPES = ("", "POSIX", "MPI")
+#: Values of ``cpu_thread_type`` ('' means POSIX).
+CPU_THREAD_TYPES = ("", "POSIX", "OpenMP")
+#: Values of ``gpu_thread_type`` ('' means POSIX).
+GPU_THREAD_TYPES = ("", "POSIX", "OpenMP", "CUDA")
+
+_IMMUTABLE = (type(None), bool, int, float, str, bytes, tuple, frozenset)
+_SCALARS = (bool, int, float, str, bytes, type(None))
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlist = _repr.maxdict = 6
+_repr.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """Return ``repr(value)`` truncated, followed by its type name."""
+    return f"{_repr.repr(value)} ({type(value).__name__})"
+
+
+# -- value checks: each returns an error text (after "got ...;") or None ------------------
+
+def at_least(n: int) -> Callable[[Any], str | None]:
+    """Return a check that a number is ``>= n``."""
+    def check(value: Any) -> str | None:
+        return None if value >= n else f"must be an int >= {n}"
+    return check
+
+
+def one_of(*allowed: str) -> Callable[[Any], str | None]:
+    """Return a check that a value is one of ``allowed``."""
+    allowed_set = frozenset(allowed)
+
+    def check(value: Any) -> str | None:
+        return None if value in allowed_set else f"must be one of {list(allowed)!r}"
+    return check
+
+
+def non_empty(value: Any) -> str | None:
+    """Check that a string is not empty (or only whitespace)."""
+    return None if value.strip() else "must be a non-empty str (or None)"
+
+
+def _describe(hint: Any) -> str:
+    """Return a hint in words: ``list[str]`` -> 'a list of str'."""
+    if hint is Any:
+        return "any value"
+    if hint is type(None) or hint is None:
+        return "None"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, dict) and args:
+        inner = [getattr(a, "__name__", str(a)) if a is not Any else "any"
+                 for a in (typing.get_args(args[0]) or (args[0],))]
+        if origin is list:
+            return "a list of " + " or ".join(inner)
+        return f"a dict of {'/'.join(inner)} to {_describe(args[1]).removeprefix('a ')}"
+    name = getattr(origin or hint, "__name__", str(hint))
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _fast_set(hint: Any) -> frozenset:
+    """Return the exact scalar types (``object`` for Any) that satisfy ``hint``."""
+    return frozenset(object if m is Any else m for m in _flatten(hint)
+                     if m is Any or m in _SCALARS)
+
+
+def _flatten(hint: Any) -> tuple:
+    """Return the members of a union hint, or ``(hint,)``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute of a description's schema.
+
+    :param name: the attribute name.
+    :param hint: the type hint a value must satisfy (checked with typeguard).
+    :param default: the default; mutable defaults are deep-copied per instance.
+    :param check: a value check, called for values that are not None, returning an
+        error text such as ``'must be an int >= 1'`` or None.
+    :param convert: applied to a value before it is checked (RP's quirks).
+    :param share: copies of the description share the value instead of deep-copying it
+        (for live objects such as a Parsl provider).
+    :param doc: what the attribute means.
+    """
+
+    name: str
+    hint: Any
+    default: Any = None
+    check: Callable[[Any], str | None] | None = None
+    convert: Callable[[Any], Any] | None = None
+    share: bool = False
+    doc: str = ""
+    # Derived, so that the common case never reaches typeguard: exact types that pass.
+    fast: frozenset = field(init=False, repr=False, compare=False)
+    items_fast: frozenset | None = field(init=False, repr=False, compare=False)
+    keys_fast: frozenset | None = field(init=False, repr=False, compare=False)
+    rejects_bool: bool = field(init=False, repr=False, compare=False)
+    expect: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        members = _flatten(self.hint)
+        fast, items, keys = set(), None, None
+        for m in members:
+            origin, args = typing.get_origin(m), typing.get_args(m)
+            if m is Any:
+                fast.add(object)
+            elif m in _SCALARS:
+                fast.add(m)
+            elif origin is list and args:
+                items = _fast_set(args[0])
+            elif origin is dict and args:
+                keys, items = _fast_set(args[0]), _fast_set(args[1])
+        set_ = object.__setattr__
+        set_(self, "fast", frozenset(fast))
+        set_(self, "items_fast", items)
+        set_(self, "keys_fast", keys)
+        # bool is an int to Python, but True is never a meaningful count.
+        set_(self, "rejects_bool", (int in members or float in members) and bool not in members)
+        set_(self, "expect", "must be " + _describe(self.hint))
+
+    def _fast_ok(self, value: Any) -> bool:
+        tv = type(value)
+        if tv in self.fast or object in self.fast:
+            return True
+        items = self.items_fast
+        if items is None:
+            return False
+        anything = object in items
+        if tv is list and self.keys_fast is None:
+            return anything or all(type(x) in items for x in value)
+        if tv is dict and self.keys_fast is not None:
+            keys = self.keys_fast
+            return all(type(k) in keys for k in value) and \
+                (anything or all(type(v) in items for v in value.values()))
+        return False
+
+    def problem(self, value: Any) -> str | None:
+        """Return what is wrong with ``value`` for this attribute, or None."""
+        if self._fast_ok(value):
+            pass
+        elif type(value) is bool and self.rejects_bool:
+            return self.expect
+        else:
+            try:
+                check_type(value, self.hint,
+                           collection_check_strategy=CollectionCheckStrategy.ALL_ITEMS)
+            except TypeCheckError as exc:
+                if isinstance(value, (list, dict)) and self.items_fast is not None:
+                    return f"{self.expect}; {str(exc).splitlines()[0].rstrip(':')}"
+                return self.expect
+        if value is not None and self.check is not None:
+            return self.check(value)
+        return None
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A deprecated name that reads and writes another attribute through a mapping."""
+
+    name: str
+    target: str
+    to_target: Callable[[Any], Any]
+    from_target: Callable[[Any], Any]
+    hint: Any
+
+
+class Description:
+    """Base of the descriptions: a fixed set of checked attributes.
+
+    Construct with ``Cls(from_dict=None, **kwargs)`` (keyword arguments win) or
+    ``Cls.from_dict(d)``. Values are read and set as attributes (``d.executable``) or
+    items (``d['executable']``); iteration and :meth:`keys` give the attribute names.
+    Setting a wrong type or value, or an unknown name, raises :class:`BadParameter`.
+    Names with a leading underscore that are not in the schema are ordinary Python
+    attributes, so subclasses and internals may keep private state.
+    """
+
+    _schema: ClassVar[tuple[Attr, ...]] = ()
+    _aliases: ClassVar[tuple[Alias, ...]] = ()
+    #: Alternatives of which at least one must be set (not None, not '') at validate().
+    _required_one_of: ClassVar[tuple[str, ...]] = ()
+    _attrs: ClassVar[dict[str, Attr]] = {}
+    _alias_map: ClassVar[dict[str, Alias]] = {}
+    _immutable_defaults: ClassVar[dict[str, Any]] = {}
+    _mutable_defaults: ClassVar[tuple[Attr, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._attrs = {a.name: a for a in cls._schema}
+        cls._alias_map = {a.name: a for a in cls._aliases}
+        cls._immutable_defaults = {a.name: a.default for a in cls._schema
+                                   if isinstance(a.default, _IMMUTABLE)}
+        cls._mutable_defaults = tuple(a for a in cls._schema
+                                      if not isinstance(a.default, _IMMUTABLE))
+
+    def __init__(self, from_dict: typing.Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        d = self.__dict__
+        d.update(self._immutable_defaults)
+        for a in self._mutable_defaults:
+            # Empty lists and dicts are the common mutable default; skip deepcopy.
+            d[a.name] = type(a.default)() if not a.default and type(a.default) in (list, dict) \
+                else copy.deepcopy(a.default)
+        if from_dict is not None:
+            if not isinstance(from_dict, typing.Mapping):
+                raise BadParameter(f"{type(self).__name__}: from_dict got "
+                                   f"{_show(from_dict)}; must be a dict of attribute "
+                                   f"names to values", attribute="from_dict",
+                                   value=from_dict)
+            for name, value in from_dict.items():
+                self._set(name, value, 4)
+        for name, value in kwargs.items():
+            self._set(name, value, 4)
+
+    @classmethod
+    def from_dict(cls, d: typing.Mapping[str, Any]) -> "Description":
+        """Return a description with the attributes in ``d`` set (checked)."""
+        return cls(from_dict=d)
+
+    # -- setting and getting ---------------------------------------------------------
+
+    def _fail(self, name: str, value: Any, problem: str, label: str | None = None) -> None:
+        raise BadParameter(f"{type(self).__name__}.{label or name}: got {_show(value)}; "
+                           f"{problem}", obj=self, attribute=name, value=value)
+
+    def _unknown(self, name: str) -> str:
+        close = difflib.get_close_matches(
+            name, list(self._attrs) + list(self._alias_map), n=1, cutoff=0.6) \
+            if isinstance(name, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else \
+            f"; known attributes: {', '.join(self._attrs)}"
+        return f"{type(self).__name__} has no attribute {name!r}{hint}"
+
+    def _set(self, name: Any, value: Any, _depth: int = 3) -> None:
+        attr = self._attrs.get(name)
+        if attr is None:
+            alias = self._alias_map.get(name)
+            if alias is None:
+                if isinstance(name, str) and name.startswith("_"):
+                    object.__setattr__(self, name, value)
+                    return
+                raise BadParameter(self._unknown(name), obj=self, attribute=name,
+                                   value=value)
+            self._set_alias(alias, value, _depth + 1)
+            return
+        if attr.convert is not None:
+            value = attr.convert(value)
+        problem = attr.problem(value)
+        if problem is not None:
+            self._fail(name, value, problem)
+        self.__dict__[name] = value
+
+    def _set_alias(self, alias: Alias, value: Any, depth: int) -> None:
+        warnings.warn(f"{type(self).__name__}.{alias.name} is deprecated; "
+                      f"use {alias.target}", DeprecationWarning, stacklevel=depth)
+        label = f"{alias.name} (alias of {alias.target})"
+        try:
+            check_type(value, alias.hint)
+        except TypeCheckError:
+            self._fail(alias.name, value, "must be " + _describe(alias.hint), label)
+        if type(value) is bool and alias.hint is int:
+            self._fail(alias.name, value, "must be an int", label)
+        target = self._attrs[alias.target]
+        mapped = alias.to_target(value)
+        problem = target.problem(mapped)
+        if problem is not None:
+            self._fail(alias.name, value, problem, label)
+        self.__dict__[alias.target] = mapped
+
+    __setattr__ = _set
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: aliases and unknown names.
+        alias = type(self)._alias_map.get(name)
+        if alias is not None:
+            return alias.from_target(self.__dict__[alias.target])
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(self._unknown(name))
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._attrs:
+            return self.__dict__[name]
+        if name in self._alias_map:
+            return getattr(self, name)
+        raise BadParameter(self._unknown(name), obj=self, attribute=name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if isinstance(name, str) and name.startswith("_") and name not in self._attrs:
+            raise BadParameter(self._unknown(name), obj=self, attribute=name, value=value)
+        self._set(name, value, 4)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._attrs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._attrs)
+
+    def __len__(self) -> int:
+        return len(self._attrs)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Return the value of attribute ``name``, or ``default`` if there is none."""
+        if name in self._attrs:
+            return self.__dict__[name]
+        if name in self._alias_map:
+            return getattr(self, name)
+        return default
+
+    def keys(self) -> list[str]:
+        """Return the attribute names, in schema order (aliases excluded)."""
+        return list(self._attrs)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Return ``(name, value)`` pairs of all attributes (not copied)."""
+        d = self.__dict__
+        return [(n, d[n]) for n in self._attrs]
+
+    # -- copies, comparison, display -------------------------------------------------
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return all attributes as a new dict; values are deep copies (except shared ones)."""
+        d, memo = self.__dict__, {}
+        return {a.name: d[a.name] if a.share else copy.deepcopy(d[a.name], memo)
+                for a in self._schema}
+
+    def copy(self) -> "Description":
+        """Return a deep copy of this description."""
+        return copy.deepcopy(self)
+
+    def __deepcopy__(self, memo: dict) -> "Description":
+        new = type(self).__new__(type(self))
+        shared = {a.name for a in self._schema if a.share}
+        new.__dict__.update({k: v if k in shared else copy.deepcopy(v, memo)
+                             for k, v in self.__dict__.items()})
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        mine, theirs = self.__dict__, other.__dict__
+        return all(mine[n] == theirs[n] for n in self._attrs)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        d = self.__dict__
+        parts = [f"{a.name}={_repr.repr(d[a.name])}" for a in self._schema
+                 if d[a.name] != a.default]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # -- whole-description checks ----------------------------------------------------
+
+    def validate(self) -> None:
+        """Check every attribute again and the rules across attributes.
+
+        Values set in place (``d.arguments.append(...)``) are checked here too.
+
+        :raises BadParameter: naming the first offending attribute and its value.
+        """
+        d = self.__dict__
+        for a in self._schema:
+            problem = a.problem(d[a.name])
+            if problem is not None:
+                self._fail(a.name, d[a.name], problem)
+        if self._required_one_of and not any(
+                d[n] is not None and d[n] != "" for n in self._required_one_of):
+            first = self._required_one_of[0]
+            self._fail(first, d[first],
+                       f"must be set: {type(self).__name__} needs "
+                       f"{' or '.join(map(repr, self._required_one_of))} (not None, not '')")
+        self._validate_whole()
+
+    def _validate_whole(self) -> None:
+        """Subclass hook: rules across attributes. Raise BadParameter on failure."""
+
+
+# -- the two descriptions ------------------------------------------------------------------
+
+_Staging = list[str | dict[str, Any]]
+
+
+def _wrap_directive(value: Any) -> Any:
+    # RP wraps a single directive into a list.
+    return [value] if isinstance(value, (str, dict)) else value
+
+
+def _mpi_quirk(value: Any) -> Any:
+    # RP 0.50 turned cpu_process_type=True (the old `mpi` flag) into 'MPI'.
+    return "MPI" if value is True or value == "True" else value
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be an int > 0 (minutes) or None"
+
+
+def _non_empty_items(value: Any) -> str | None:
+    return None if all(s.strip() for s in value) else "must be a list of non-empty str"
+
+
+class ComputePilotDescription(Description):
+    """What a pilot should be: where (``resource``), how big (``cores``), how long
+    (``runtime``, minutes). ``provider`` may carry a Parsl ExecutionProvider to use
+    instead of one built from the resource configuration."""
+
+    _schema = (
+        Attr("resource", str | None, None, non_empty, doc="resource label, e.g. local.localhost"),
+        Attr("access_schema", str | None, None, non_empty, doc="None: the first schema"),
+        Attr("runtime", int | None, None, _positive, doc="minutes; mandatory"),
+        Attr("sandbox", str | None, None, non_empty, doc="overrides the remote workdir"),
+        Attr("cores", int, 0, at_least(0), doc="mandatory (>= 1 at validate)"),
+        Attr("gpus", int, 0, at_least(0)),
+        Attr("memory", int | None, None, at_least(0), doc="MB"),
+        Attr("queue", str | None, None, non_empty),
+        Attr("project", str | None, None, non_empty),
+        Attr("cleanup", bool | None, None),
+        Attr("candidate_hosts", list[str] | None, None, _non_empty_items),
+        Attr("exit_on_error", bool, False),
+        Attr("_config", Any, None, doc="agent config name or dict"),
+        Attr("input_staging", _Staging, [], convert=_wrap_directive),
+        Attr("output_staging", _Staging, [], convert=_wrap_directive),
+        Attr("provider", Any, None, share=True, doc="a Parsl ExecutionProvider"),
+    )
+
+    def _validate_whole(self) -> None:
+        d = self.__dict__
+        if d["resource"] is None:
+            self._fail("resource", None, "must be a non-empty str such as "
+                       "'local.localhost' (the resource is mandatory)")
+        if d["runtime"] is None:
+            self._fail("runtime", None, "must be an int > 0 (minutes; runtime is mandatory)")
+        if d["cores"] < 1:
+            self._fail("cores", d["cores"], "must be an int >= 1 (pilot size must be defined)")
+
+
+class ComputeUnitDescription(Description):
+    """What a unit should run (``executable`` with ``arguments`` and ``environment``)
+    and what it needs (``cpu_processes`` x ``cpu_threads`` cores, ``gpu_processes``
+    GPUs, memory, local storage), plus staging and pre/post commands.
+
+    Deprecated aliases: ``cores`` (``cpu_processes``) and ``mpi`` (``True`` means
+    ``cpu_process_type='MPI'``); setting them warns with DeprecationWarning.
+    """
+
+    _required_one_of = ("executable",)
+    _schema = (
+        Attr("executable", str | None, None, non_empty),
+        Attr("arguments", list[str], []),
+        Attr("environment", dict[str, str], {}),
+        Attr("name", str | None, None),
+        Attr("kernel", str | None, None),
+        Attr("cpu_processes", int, 1, at_least(1)),
+        Attr("cpu_process_type", str, "", one_of(*PROCESS_TYPES), convert=_mpi_quirk),
+        Attr("cpu_threads", int, 1, at_least(1)),
+        Attr("cpu_thread_type", str, "", one_of(*CPU_THREAD_TYPES)),
+        Attr("gpu_processes", int, 0, at_least(0)),
+        Attr("gpu_process_type", str, "", one_of(*PROCESS_TYPES)),
+        Attr("gpu_threads", int, 1, at_least(1)),
+        Attr("gpu_thread_type", str, "", one_of(*GPU_THREAD_TYPES)),
+        Attr("lfs_per_process", int, 0, at_least(0), doc="MB"),
+        Attr("mem_per_process", int, 0, at_least(0), doc="MB"),
+        Attr("tag", str | None, None, doc="uid of an earlier unit to co-locate with"),
+        Attr("tags", dict[str, Any], {}),
+        Attr("sandbox", str | None, None, non_empty),
+        Attr("input_staging", _Staging, [], convert=_wrap_directive),
+        Attr("output_staging", _Staging, [], convert=_wrap_directive),
+        Attr("pre_exec", list[str], []),
+        Attr("post_exec", list[str], []),
+        Attr("stdout", str | None, None, non_empty),
+        Attr("stderr", str | None, None, non_empty),
+        Attr("restartable", bool, False),
+        Attr("cleanup", bool, False),
+        Attr("pilot", str, "", doc="uid of a pilot to bind to early"),
+        Attr("metadata", Any, None),
+    )
+    _aliases = (
+        Alias("cores", "cpu_processes", lambda v: v, lambda v: v, int),
+        Alias("mpi", "cpu_process_type", lambda v: "MPI" if v else "",
+              lambda v: v == "MPI", bool),
+    )
+
+
+__all__ = [
+    "Attr", "Alias", "Description", "ComputePilotDescription", "ComputeUnitDescription",
+    "PROCESS_TYPES", "CPU_THREAD_TYPES", "GPU_THREAD_TYPES", "at_least", "one_of",
+    "non_empty",
+]

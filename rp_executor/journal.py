@@ -1,0 +1,182 @@
+"""The session journal: an SQLite database (WAL) of managers, pilots, units and every
+state transition with its timestamp.
+
+Writes are queued and applied by one writer thread in batches (one transaction per
+batch, ``executemany`` per statement), so the hot path never waits for the disk.
+:meth:`Journal.flush` waits until everything queued so far is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from .exceptions import DatabaseError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS session (uid TEXT PRIMARY KEY, created REAL, cfg TEXT);
+CREATE TABLE IF NOT EXISTS managers (uid TEXT PRIMARY KEY, kind TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS pilots (uid TEXT PRIMARY KEY, pmgr TEXT, description TEXT,
+                                   job_id TEXT, sandbox TEXT);
+CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
+                                  description TEXT, exit_code INTEGER, stdout TEXT,
+                                  stderr TEXT);
+CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                                        kind TEXT, uid TEXT, state TEXT, ts REAL);
+CREATE INDEX IF NOT EXISTS transitions_uid ON transitions (uid);
+"""
+
+_INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, state, ts) VALUES (?, ?, ?, ?)"
+
+
+def to_json(data: Any) -> str:
+    """JSON text for a description; what JSON cannot hold is written as its repr."""
+    return json.dumps(data, default=repr, sort_keys=True)
+
+
+class Journal:
+    """An SQLite journal at ``path``.
+
+    :raises DatabaseError: the database cannot be created (the message names the path
+        and the cause).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot create the session journal {self.path}: {exc}") from exc
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._write_loop, name="rp-journal",
+                                        daemon=True)
+        self._thread.start()
+
+    # producers --------------------------------------------------------------------
+
+    def execute(self, sql: str, rows: list[tuple]) -> None:
+        """Queue ``sql`` to be run once per row of ``rows``."""
+        if rows:
+            self._queue.put((sql, rows))
+
+    def add_session(self, uid: str, created: float, cfg: dict) -> None:
+        """Record the session."""
+        self.execute("INSERT OR REPLACE INTO session VALUES (?, ?, ?)",
+                     [(uid, created, to_json(cfg))])
+
+    def add_manager(self, uid: str, kind: str, created: float) -> None:
+        """Record a pilot or unit manager (``kind`` is 'pmgr' or 'umgr')."""
+        self.execute("INSERT OR REPLACE INTO managers VALUES (?, ?, ?)", [(uid, kind, created)])
+
+    def add_pilots(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Record pilots as ``(uid, pmgr uid, description JSON)`` rows."""
+        self.execute("INSERT INTO pilots (uid, pmgr, description) VALUES (?, ?, ?)",
+                     list(rows))
+
+    def set_pilot_job(self, uid: str, job_id: str, sandbox: str) -> None:
+        """Record the provider's job id and the sandbox of a launched pilot."""
+        self.execute("UPDATE pilots SET job_id = ?, sandbox = ? WHERE uid = ?",
+                     [(job_id, sandbox, uid)])
+
+    def add_units(self, rows: list[tuple[str, str, str]]) -> None:
+        """Record units as ``(uid, umgr uid, description JSON)`` rows."""
+        self.execute("INSERT INTO units (uid, umgr, description) VALUES (?, ?, ?)", rows)
+
+    def set_unit_results(self, rows: list[tuple]) -> None:
+        """Record ``(pilot, exit_code, stdout, stderr, uid)`` rows of ended units."""
+        self.execute("UPDATE units SET pilot = ?, exit_code = ?, stdout = ?, stderr = ? "
+                     "WHERE uid = ?", rows)
+
+    def add_transitions(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """Record ``(kind, uid, state, timestamp)`` rows, in the order given."""
+        self.execute(_INSERT_TRANSITION, rows)
+
+    def flush(self, timeout: float | None = 30) -> None:
+        """Wait until everything queued so far is written.
+
+        :raises DatabaseError: a write failed, or did not finish within ``timeout``.
+        """
+        if self._closed:
+            self._raise_pending()
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout):
+            raise DatabaseError(f"the journal {self.path} did not flush within {timeout} s")
+        self._raise_pending()
+
+    def close(self) -> None:
+        """Flush and close the database; idempotent."""
+        if self._closed:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._closed = True
+        self._db.close()
+        self._raise_pending()
+
+    # readers ----------------------------------------------------------------------
+
+    def transitions(self, uid: str | None = None) -> list[tuple[str, str, str, float]]:
+        """The ``(kind, uid, state, ts)`` rows written so far, in order (after a flush)."""
+        db = sqlite3.connect(self.path)
+        try:
+            if uid is None:
+                cur = db.execute("SELECT kind, uid, state, ts FROM transitions ORDER BY seq")
+            else:
+                cur = db.execute("SELECT kind, uid, state, ts FROM transitions WHERE uid = ? "
+                                 "ORDER BY seq", (uid,))
+            return cur.fetchall()
+        finally:
+            db.close()
+
+    # the writer thread ------------------------------------------------------------
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise DatabaseError(f"writing the session journal {self.path} failed: {error}") \
+                from error
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = []
+            try:
+                self._db.execute("BEGIN")
+                for item in batch:
+                    if item is None:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        events.append(item)
+                    else:
+                        self._db.executemany(*item)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                log.error("journal write to %s failed: %s", self.path, exc)
+                self._error = exc
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.debug("rollback after a failed journal write failed too")
+            for event in events:
+                event.set()

@@ -1,0 +1,191 @@
+"""ComputePilot: a placeholder job (a Parsl block) running one agent."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from . import states, wire
+from .stateful import Stateful
+
+log = logging.getLogger(__name__)
+
+
+class ComputePilot(Stateful):
+    """A pilot, created by :meth:`PilotManager.submit_pilots`.
+
+    It is launched as a block of a Parsl provider (``job_id`` is the provider's job
+    id) and becomes PMGR_ACTIVE when its agent has connected and reported its
+    resources (``resource_details``).
+    """
+
+    __slots__ = ("_description", "_rcfg", "_provider", "job_id", "resource_details",
+                 "log", "stdout", "stderr", "_sandboxes", "_io_lock", "_connected",
+                 "_unsent", "_last_seen", "_canceling", "_said_bye", "_block_gone",
+                 "_umgrs", "_keys", "_launched", "__weakref__")
+    _kind = "pilot"
+
+    def __init__(self, uid: str, pmgr: Any, description: Any) -> None:
+        super().__init__(uid, pmgr)
+        self._description = description
+        self._rcfg: dict = {}
+        self._provider: Any = None
+        self.job_id: str | None = None
+        self.resource_details: dict = {}
+        self.log: list[str] = []
+        self.stdout: str | None = None
+        self.stderr: str | None = None
+        self._sandboxes: dict[str, str] = {}
+        self._io_lock = threading.Lock()
+        self._connected = False
+        self._unsent: list = []
+        self._last_seen = time.monotonic()
+        self._canceling = False
+        self._said_bye = False
+        self._block_gone = False
+        self._umgrs: list = []
+        self._keys: wire.KeyPair | None = None
+        self._launched = threading.Event()
+
+    # properties ---------------------------------------------------------------------
+
+    @property
+    def pmgr(self) -> Any:
+        """The PilotManager of this pilot."""
+        return self._manager
+
+    @property
+    def session(self) -> Any:
+        """The session of this pilot."""
+        return self._manager.session
+
+    @property
+    def description(self) -> dict:
+        """A copy of the description, as a dict."""
+        return self._description.as_dict()
+
+    @property
+    def resource(self) -> str:
+        """The resource label this pilot runs on."""
+        return self._description.resource
+
+    @property
+    def resource_sandbox(self) -> str | None:
+        """``<workdir>/radical.pilot.sandbox`` on the resource."""
+        return self._sandboxes.get("resource")
+
+    @property
+    def session_sandbox(self) -> str | None:
+        """``<resource sandbox>/<session uid>``."""
+        return self._sandboxes.get("session")
+
+    @property
+    def pilot_sandbox(self) -> str | None:
+        """``<session sandbox>/<pilot uid>``: the agent's working directory."""
+        return self._sandboxes.get("pilot")
+
+    @property
+    def client_sandbox(self) -> str:
+        """The client's working directory."""
+        return self._manager.session._client_sandbox
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the pilot reached DONE, FAILED or CANCELED."""
+        return self._state in states.FINAL_STATES
+
+    # operations ---------------------------------------------------------------------
+
+    def wait(self, state: str | Sequence[str] | None = None,
+             timeout: float | None = None) -> str | None:
+        """Wait until the pilot reached or passed ``state`` (default: final) or is
+        final; return its state then (also when ``timeout`` seconds ran out)."""
+        return super().wait(state, timeout)
+
+    def cancel(self) -> None:
+        """Cancel the pilot: its agent stops, its block is removed; it ends CANCELED."""
+        self._manager.cancel_pilots(self.uid)
+
+    def register_callback(self, cb: Callable, metric: str | None = None,
+                          cb_data: Any = None) -> None:
+        """Call ``cb(pilot, state)`` (or with ``cb_data``) on every state of this pilot.
+
+        ``metric`` may only be ``PILOT_STATE`` (the default).
+        """
+        self._manager._check_metric(metric)
+        super().register_callback(cb, cb_data)
+
+    def unregister_callback(self, cb: Callable | None = None, metric: str | None = None) -> None:
+        """Remove ``cb`` (all when None) from this pilot."""
+        self._manager._check_metric(metric)
+        super().unregister_callback(cb)
+
+    def as_dict(self) -> dict:
+        """The pilot as a dict, with RADICAL-Pilot's keys."""
+        return {
+            "session": self.session.uid, "pmgr": self._manager.uid, "uid": self.uid,
+            "type": "pilot", "state": self._state, "log": list(self.log),
+            "stdout": self.stdout, "stderr": self.stderr, "resource": self.resource,
+            "resource_sandbox": self.resource_sandbox, "session_sandbox": self.session_sandbox,
+            "pilot_sandbox": self.pilot_sandbox, "client_sandbox": self.client_sandbox,
+            "js_url": self._rcfg.get("job_manager_endpoint"), "js_hop": None,
+            "job_id": self.job_id, "description": self.description,
+            "resource_details": copy.deepcopy(self.resource_details),
+        }
+
+    # the wire -----------------------------------------------------------------------
+
+    def _send_units(self, units: list[dict]) -> None:
+        """Send units to the agent, or keep them until it connects."""
+        with self._io_lock:
+            if self._connected:
+                self.session._channel.send(self.uid, wire.Units(units))
+            else:
+                self._unsent.extend(units)
+
+    def _take_unsent(self, uids: set[str]) -> set[str]:
+        """Remove not yet sent units; return the uids that were still here."""
+        with self._io_lock:
+            taken = {u["uid"] for u in self._unsent if u["uid"] in uids}
+            if taken:
+                self._unsent = [u for u in self._unsent if u["uid"] not in taken]
+            return taken
+
+    def _send(self, message: Any) -> bool:
+        """Send a control message if the agent is connected."""
+        with self._io_lock:
+            if self._connected:
+                self.session._channel.send(self.uid, message)
+                return True
+            return False
+
+    def _on_messages(self, messages: list) -> None:
+        """Handle a frame from the agent (on the I/O thread)."""
+        self._last_seen = time.monotonic()
+        for msg in messages:
+            if isinstance(msg, wire.UnitStates):
+                self.session._route_unit_states(self, msg.updates)
+            elif isinstance(msg, wire.Hello):
+                self._on_hello(msg)
+            elif isinstance(msg, wire.Bye):
+                self._said_bye = True
+                self.log.append(f"agent ended: {msg.state} ({msg.cause})")
+                self._manager._set_states([(self, [(msg.state, time.time())])],
+                                          cause=msg.cause)
+            elif isinstance(msg, wire.Heartbeat):
+                pass
+
+    def _on_hello(self, msg: wire.Hello) -> None:
+        self.resource_details = msg.resources
+        with self._io_lock:
+            self._connected = True
+            if self._unsent:
+                self.session._channel.send(self.uid, wire.Units(self._unsent))
+                self._unsent = []
+        if self._canceling:
+            self._send(wire.CancelPilot())
+        self.log.append(f"agent connected: {msg.resources}")
+        self._manager._set_states([(self, [(states.PMGR_ACTIVE, time.time())])])

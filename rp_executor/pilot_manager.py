@@ -1,0 +1,322 @@
+"""PilotManager: submits pilots as Parsl blocks, follows them, cancels them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import block, states, wire
+from .constants import PILOT_STATE, PMGR_METRICS
+from .description import ComputePilotDescription
+from .exceptions import BadParameter
+from .journal import to_json
+from .pilot import ComputePilot
+from .stateful import Manager
+
+log = logging.getLogger(__name__)
+
+
+class PilotManager(Manager):
+    """Launches and follows the pilots of a session.
+
+    :param session: the :class:`Session` this manager belongs to.
+    """
+
+    _kind = "pilot"
+    _metrics = tuple(PMGR_METRICS)
+
+    def __init__(self, session: Any, uid: str | None = None) -> None:
+        super().__init__(session, uid or session._next_id("pmgr", 4))
+        self._pilots: dict[str, ComputePilot] = {}
+        self._launch_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._launcher = threading.Thread(target=self._launch_loop, daemon=True,
+                                          name=f"rp-{self._uid}-launcher")
+        self._watcher = threading.Thread(target=self._watch_loop, daemon=True,
+                                         name=f"rp-{self._uid}-watcher")
+        session._register_pmgr(self)
+        self._launcher.start()
+        self._watcher.start()
+
+    # queries ------------------------------------------------------------------------
+
+    def list_pilots(self) -> list[str]:
+        """The uids of this manager's pilots."""
+        with self._lock:
+            return list(self._pilots)
+
+    def get_pilots(self, uids: Any = None) -> Any:
+        """The pilots for ``uids`` (all when None); a scalar uid gives one pilot.
+
+        :raises DoesNotExist: a uid is not known (also a ``ValueError``).
+        """
+        with self._lock:
+            pilots, scalar = self._lookup(self._pilots, uids, "pilot")
+        return pilots[0] if scalar else pilots
+
+    def as_dict(self) -> dict:
+        """``{uid, cfg}`` as in RADICAL-Pilot."""
+        return {"uid": self._uid, "cfg": {}}
+
+    # submission ---------------------------------------------------------------------
+
+    def submit_pilots(self, descriptions: Any) -> Any:
+        """Launch one pilot per description; one description in gives one pilot out.
+
+        Every description is validated before any pilot is launched.
+
+        :raises BadParameter: an invalid description (the message names which and why),
+            or an empty list.
+        """
+        self._check_open()
+        scalar = not isinstance(descriptions, (list, tuple))
+        descs = [descriptions] if scalar else list(descriptions)
+        if not descs:
+            raise BadParameter("cannot submit no pilot descriptions", attribute="descriptions",
+                               value=descriptions)
+        checked = []
+        for i, d in enumerate(descs):
+            if isinstance(d, dict):
+                d = ComputePilotDescription(d)
+            elif not isinstance(d, ComputePilotDescription):
+                raise BadParameter(f"descriptions[{i}]: expected a ComputePilotDescription "
+                                   f"or dict; got {type(d).__name__}",
+                                   attribute="descriptions", value=d)
+            else:
+                d = d.copy()
+            d.validate()
+            self._session._resources.get(d.resource)  # raises DoesNotExist with suggestions
+            checked.append(d)
+        now = time.time()
+        pilots = [ComputePilot(self._session._next_id("pilot", 4), self, d) for d in checked]
+        self._session._journal.add_pilots(
+            [(p.uid, self._uid, to_json(p._description.as_dict())) for p in pilots])
+        with self._lock:
+            for p in pilots:
+                self._pilots[p.uid] = p
+                self._session._pilots[p.uid] = p
+            self._advance([(p, [(states.NEW, now), (states.PMGR_LAUNCHING_PENDING, now)])
+                           for p in pilots])
+        for p in pilots:
+            self._launch_queue.put(p)
+        return pilots[0] if scalar else pilots
+
+    def wait_pilots(self, uids: Any = None, state: Any = None,
+                    timeout: float | None = None) -> Any:
+        """Wait until the pilots reached or passed ``state`` (default: final) or are final.
+
+        ``uids=None`` waits for all pilots. Returns their states (a scalar for a scalar
+        uid), also when ``timeout`` seconds ran out.
+        """
+        with self._lock:
+            pilots, scalar = self._lookup(self._pilots, uids, "pilot")
+        result = self._wait(pilots, state, timeout)
+        return result[0] if scalar else result
+
+    def cancel_pilots(self, uids: Any = None, _timeout: float | None = None) -> None:
+        """Cancel pilots (all when None) and wait until they are final.
+
+        Running units of a canceled pilot end FAILED, as in RADICAL-Pilot.
+        """
+        with self._lock:
+            pilots, _ = self._lookup(self._pilots, uids, "pilot")
+        for p in pilots:
+            self._cancel(p)
+        self._wait(pilots, None, _timeout)
+        for p in pilots:
+            self._remove_block(p)
+
+    def close(self, terminate: bool = True) -> None:
+        """Stop this manager; with ``terminate``, cancel its pilots first."""
+        if self._closed:
+            return
+        if terminate:
+            self.cancel_pilots(_timeout=10)
+        with self._lock:
+            self._closed = True
+            leftovers = [p for p in self._pilots.values() if not p.is_final]
+        self._set_states([(p, [(states.FAILED, time.time())]) for p in leftovers],
+                         cause="pilot manager closed")
+        self._stop.set()
+        self._launch_queue.put(None)
+        self._launcher.join(timeout=10)
+        self._watcher.join(timeout=10)
+        for p in self._pilots.values():
+            self._remove_block(p)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from .exceptions import IncorrectState
+            raise IncorrectState(f"{self._uid} is closed")
+
+    def _check_metric(self, metric: str | None) -> None:
+        if metric is not None and metric != PILOT_STATE:
+            raise BadParameter(f"metric {metric!r} is not known for pilots; allowed: "
+                               f"{PILOT_STATE}", attribute="metric", value=metric)
+
+    # state changes that reach the unit managers ----------------------------------
+
+    def _set_states(self, items: list, cause: str | None = None) -> None:
+        """Advance pilots; tell the unit managers about pilots that became final."""
+        with self._lock:
+            changed = self._advance(items)
+        for p in changed:
+            if p.is_final:
+                if cause:
+                    p.log.append(cause)
+                for umgr in list(p._umgrs):
+                    umgr._pilot_final(p, cause or p._state)
+
+    # launching ----------------------------------------------------------------------
+
+    def _launch_loop(self) -> None:
+        while True:
+            pilot = self._launch_queue.get()
+            if pilot is None:
+                return
+            try:
+                self._launch(pilot)
+            except Exception as exc:
+                log.exception("launching %s failed", pilot.uid)
+                pilot.stderr = f"launch failed: {exc}"
+                self._set_states([(pilot, [(states.FAILED, time.time())])],
+                                 cause=f"launch failed: {exc}")
+            finally:
+                pilot._launched.set()
+
+    def _launch(self, pilot: ComputePilot) -> None:
+        if pilot._canceling:
+            self._set_states([(pilot, [(states.CANCELED, time.time())])],
+                             cause="canceled before launch")
+            return
+        self._set_states([(pilot, [(states.PMGR_LAUNCHING, time.time())])])
+        session = self._session
+        pd = pilot._description
+        rcfg = session._resources.get(pd.resource, pd.access_schema)
+        pilot._rcfg = rcfg
+        for arg in rcfg.get("mandatory_args") or []:
+            if not pd.get(arg):
+                raise BadParameter(f"attribute {arg!r} is required for resource {pd.resource}",
+                                   attribute=arg, value=None)
+        workdir = pd.sandbox or rcfg.get("default_remote_workdir") or "$PWD"
+        workdir = os.path.expandvars(workdir.replace("$PWD", session._client_sandbox))
+        resource_sb = Path(workdir) / "radical.pilot.sandbox"
+        session_sb = resource_sb / session.uid
+        pilot_sb = session_sb / pilot.uid
+        pilot_sb.mkdir(parents=True, exist_ok=True)
+        pilot._sandboxes = {"resource": str(resource_sb), "session": str(session_sb),
+                            "pilot": str(pilot_sb)}
+        pilot._keys = wire.KeyPair.generate()
+        session._channel.allow(pilot._keys.public)
+        cfg_path = pilot_sb / "agent.cfg.json"
+        cores_per_node = rcfg.get("cores_per_node")
+        wire.write_secret(cfg_path, {
+            "session_id": session.uid, "pilot_id": pilot.uid,
+            "endpoint": session._channel.endpoint,
+            "server_public": session._channel.keys.public,
+            "public": pilot._keys.public, "secret": pilot._keys.secret,
+            "cores": pd.cores, "gpus": pd.gpus, "runtime": pd.runtime,
+            "cores_per_node": cores_per_node, "gpus_per_node": rcfg.get("gpus_per_node"),
+            "resource_manager": rcfg.get("lrms") or "local",
+            "sandbox": str(pilot_sb),
+            "heartbeat_interval": session._cfg["heartbeat_interval"],
+            "heartbeat_timeout": session._cfg["agent_heartbeat_timeout"],
+            "log_level": session._cfg["agent_log_level"],
+        })
+        provider = block.make_provider(rcfg, pd, pilot_sb)
+        pilot._provider = provider
+        command = block.agent_command(block.python_for(rcfg), cfg_path)
+        job_id = provider.submit(command, 1, f"rp.{session.uid}.{pilot.uid}")
+        if job_id is None:
+            raise RuntimeError(f"provider {type(provider).__name__} is at capacity")
+        pilot.job_id = str(job_id)
+        pilot._last_seen = time.monotonic()
+        session._journal.set_pilot_job(pilot.uid, pilot.job_id, str(pilot_sb))
+        pilot.log.append(f"submitted as job {job_id} of {type(provider).__name__}")
+        self._set_states([(pilot, [(states.PMGR_ACTIVE_PENDING, time.time())])])
+        if pilot._canceling:
+            self._cancel(pilot)
+
+    # cancelling ---------------------------------------------------------------------
+
+    def _cancel(self, pilot: ComputePilot) -> None:
+        if pilot.is_final:
+            return
+        pilot._canceling = True
+        if pilot._send(wire.CancelPilot()):
+            return  # the agent ends its units and says Bye(CANCELED)
+        if pilot.job_id is not None and pilot._provider is not None:
+            self._remove_block(pilot)
+            self._set_states([(pilot, [(states.CANCELED, time.time())])],
+                             cause="canceled before the agent connected")
+        # otherwise the launcher sees _canceling and does not launch
+
+    def _remove_block(self, pilot: ComputePilot, grace: float = 5.0) -> None:
+        """Make sure the pilot's block is gone: wait for it briefly, then cancel it."""
+        if pilot._block_gone or pilot._provider is None or pilot.job_id is None:
+            return
+        try:
+            if not block.wait_terminal(pilot._provider, pilot.job_id, grace):
+                pilot._provider.cancel([pilot.job_id])
+                block.wait_terminal(pilot._provider, pilot.job_id, grace)
+        except Exception:
+            log.exception("removing the block of %s failed", pilot.uid)
+        pilot._block_gone = True
+        if not pilot._said_bye and self._session._is_local(pilot):
+            block.sweep_local_processes(self._session.uid, pilot.uid)
+
+    # watching -----------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        interval = self._session._cfg["watch_interval"]
+        while not self._stop.wait(interval):
+            try:
+                self._watch_once()
+            except Exception:
+                log.exception("watching the pilots of %s failed", self._uid)
+
+    def _watch_once(self) -> None:
+        timeout = self._session._cfg["heartbeat_timeout"]
+        now = time.monotonic()
+        with self._lock:
+            pilots = [p for p in self._pilots.values()
+                      if not p.is_final and p.job_id is not None]
+        for p in pilots:
+            status = p._provider.status([p.job_id])[0]
+            if status.terminal:
+                # the agent may have said Bye just now: give the I/O thread a moment
+                time.sleep(0.2)
+                if p.is_final:
+                    continue
+                detail = _job_detail(status)
+                p.stderr = detail
+                self._set_states([(p, [(states.FAILED, time.time())])],
+                                 cause=f"the block ended before the agent said goodbye "
+                                       f"({detail})")
+                p._block_gone = True
+                if self._session._is_local(p):
+                    block.sweep_local_processes(self._session.uid, p.uid)
+            elif now - p._last_seen > timeout:
+                self._set_states([(p, [(states.FAILED, time.time())])],
+                                 cause=f"no heartbeat from the agent for {timeout:.0f} s")
+                threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
+
+
+def _job_detail(status: Any) -> str:
+    parts = [f"job state {status.state.name}"]
+    if status.exit_code is not None:
+        parts.append(f"exit code {status.exit_code}")
+    if status.message:
+        parts.append(str(status.message))
+    try:
+        err = status.stderr_summary
+    except Exception:  # the provider's files may be gone
+        err = None
+    if err:
+        parts.append(f"stderr: {err.strip()[-500:]}")
+    return "; ".join(parts)

@@ -1,0 +1,325 @@
+"""Session: the root object owning the journal, the wire, the managers and their threads."""
+
+from __future__ import annotations
+
+import getpass
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import wire
+from .callbacks import CallbackThread
+from .context import Context
+from .exceptions import BadParameter, DatabaseError, DoesNotExist
+from .journal import Journal
+from .resource_config import ResourceConfig, ResourceRegistry
+
+log = logging.getLogger(__name__)
+
+#: Settings of a session; ``Session(cfg={...})`` overrides any of them.
+DEFAULT_CFG: dict[str, Any] = {
+    "heartbeat_interval": 1.0,        # seconds between heartbeats, both ways
+    "heartbeat_timeout": 10.0,        # client: a silent agent for this long has died
+    "agent_heartbeat_timeout": 60.0,  # agent: a silent client for this long has died
+    "watch_interval": 1.0,            # client: how often providers are asked for job states
+    "agent_log_level": "INFO",
+    "bind_host": "127.0.0.1",         # the address agents connect to
+}
+
+
+def _session_uid(base: Path) -> tuple[str, Path]:
+    """``rp.session.<host>.<user>.<days since epoch>.<counter>`` and its new directory."""
+    host = socket.gethostname().split(".")[0] or "localhost"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    days = int(time.time() // 86400)
+    for counter in itertools.count():
+        uid = f"rp.session.{host}.{user}.{days:06d}.{counter:04d}"
+        path = base / uid
+        try:
+            path.mkdir(parents=True)
+            return uid, path
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+class Session:
+    """The root of everything a script does with pilots.
+
+    :param uid: the session's id; a new ``rp.session.<host>.<user>.<day>.<n>`` id by
+        default.
+    :param cfg: settings overriding :data:`DEFAULT_CFG`.
+    :param dburl: accepted for RADICAL-Pilot compatibility and ignored (the journal
+        is an SQLite file in the session directory); so is ``$RADICAL_PILOT_DBURL``.
+    :param base_dir: where the session directory ``<uid>/`` is made (default: the
+        current directory).
+
+    :raises DatabaseError: the session directory or its journal cannot be created.
+    """
+
+    def __init__(self, uid: str | None = None, cfg: dict | None = None,
+                 dburl: str | None = None, base_dir: str | os.PathLike | None = None,
+                 **_ignored: Any) -> None:
+        unknown = set(cfg or {}) - set(DEFAULT_CFG)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise BadParameter(f"Session cfg has no setting {name!r}; allowed: "
+                               f"{', '.join(DEFAULT_CFG)}", attribute=name,
+                               value=(cfg or {})[name])
+        self._cfg = {**DEFAULT_CFG, **(cfg or {})}
+        self._client_sandbox = os.getcwd()
+        base = Path(base_dir) if base_dir is not None else Path(self._client_sandbox)
+        try:
+            if uid is None:
+                self._uid, self._dir = _session_uid(base)
+            else:
+                self._uid, self._dir = uid, base / uid
+                self._dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the session directory in {base}: {exc}") \
+                from exc
+        self._created = time.time()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._journal = Journal(self._dir / "session.sqlite")
+        self._journal.add_session(self._uid, self._created, self._cfg)
+        self._callbacks = CallbackThread()
+        self._resources = ResourceRegistry()
+        self._contexts: list[Context] = []
+        self._pmgrs: dict[str, Any] = {}
+        self._umgrs: dict[str, Any] = {}
+        self._pilots: dict[str, Any] = {}
+        self._units: dict[str, Any] = {}
+        self._counters: dict[str, itertools.count] = {}
+        self._unit_counter = itertools.count()
+        self._id_lock = threading.Lock()
+        self._channel = wire.ClientChannel(self._on_messages, self._on_tick,
+                                           host=self._cfg["bind_host"],
+                                           tick=self._cfg["heartbeat_interval"])
+        log.info("session %s in %s", self._uid, self._dir)
+
+    # identity -----------------------------------------------------------------------
+
+    @property
+    def uid(self) -> str:
+        """The session's id."""
+        return self._uid
+
+    @property
+    def path(self) -> str:
+        """The session directory (journal, logs, keys)."""
+        return str(self._dir)
+
+    logdir = path
+
+    @property
+    def created(self) -> float:
+        """When the session was created (seconds since the epoch)."""
+        return self._created
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def connected(self) -> bool:
+        """Whether the session is open (RADICAL-Pilot compatibility)."""
+        return not self._closed
+
+    is_connected = connected
+
+    @property
+    def journal(self) -> Journal:
+        """The session's journal."""
+        return self._journal
+
+    def as_dict(self) -> dict:
+        """``{uid, created, connected, closed, dburl, cfg}`` as in RADICAL-Pilot."""
+        return {"uid": self._uid, "created": self._created, "connected": self.connected,
+                "closed": self._closed, "dburl": None, "cfg": dict(self._cfg)}
+
+    def __repr__(self) -> str:
+        return f"<Session {self._uid}{' closed' if self._closed else ''}>"
+
+    # context manager ----------------------------------------------------------------
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self, cleanup: bool = False, terminate: bool = True,
+              download: bool = False) -> None:
+        """Close the managers (canceling pilots unless ``terminate=False``), flush the
+        journal and stop the session's threads; runs once.
+
+        ``cleanup=True`` also removes the pilots' sandboxes and implies ``terminate``.
+        ``download`` is accepted for compatibility: everything is local already.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if cleanup is None or cleanup:
+            terminate = True
+        if terminate is None:
+            terminate = True
+        for umgr in list(self._umgrs.values()):
+            umgr.close()
+        for pmgr in list(self._pmgrs.values()):
+            pmgr.close(terminate=terminate)
+        self._callbacks.close()
+        self._channel.close()
+        if terminate:
+            from .block import sweep_local_processes
+            sweep_local_processes(self._uid)
+        if cleanup:
+            import shutil
+            for pilot in self._pilots.values():
+                if pilot.pilot_sandbox:
+                    shutil.rmtree(pilot.pilot_sandbox, ignore_errors=True)
+        self._journal.close()
+        log.info("session %s closed", self._uid)
+
+    # contexts -----------------------------------------------------------------------
+
+    def add_context(self, ctx: Context) -> None:
+        """Add a security context; the newest is tried first."""
+        if not isinstance(ctx, Context):
+            raise BadParameter(f"add_context expects a Context; got {type(ctx).__name__}",
+                               attribute="ctx", value=ctx)
+        self._contexts.insert(0, ctx)
+
+    def remove_context(self, ctx: Context) -> None:
+        """Remove a security context.
+
+        :raises DoesNotExist: it was not added.
+        """
+        for i, known in enumerate(self._contexts):
+            if known is ctx:
+                del self._contexts[i]
+                return
+        raise DoesNotExist(f"context {ctx!r} was not added to {self._uid}")
+
+    def list_contexts(self) -> list[Context]:
+        """The security contexts, newest first."""
+        return list(self._contexts)
+
+    @property
+    def contexts(self) -> list[Context]:
+        """The security contexts, newest first."""
+        return list(self._contexts)
+
+    # managers -----------------------------------------------------------------------
+
+    def list_pilot_managers(self) -> list[str]:
+        """The uids of the session's pilot managers."""
+        return list(self._pmgrs)
+
+    def get_pilot_managers(self, pmgr_uids: Any = None) -> Any:
+        """Pilot managers by uid (all when None); a scalar uid gives one."""
+        return self._get(self._pmgrs, pmgr_uids, "pilot manager")
+
+    def list_unit_managers(self) -> list[str]:
+        """The uids of the session's unit managers."""
+        return list(self._umgrs)
+
+    def get_unit_managers(self, umgr_uids: Any = None) -> Any:
+        """Unit managers by uid (all when None); a scalar uid gives one."""
+        return self._get(self._umgrs, umgr_uids, "unit manager")
+
+    @staticmethod
+    def _get(table: dict, uids: Any, what: str) -> Any:
+        if uids is None:
+            return list(table.values())
+        scalar = isinstance(uids, str)
+        out = []
+        for uid in ([uids] if scalar else uids):
+            if uid not in table:
+                raise DoesNotExist(f"{what} {uid!r} is not known; known: "
+                                   f"{', '.join(table) or 'none'}")
+            out.append(table[uid])
+        return out[0] if scalar else out
+
+    # resources ----------------------------------------------------------------------
+
+    def list_resources(self) -> list[str]:
+        """The labels of the known resources, sorted (aliases not included)."""
+        return self._resources.list()
+
+    def get_resource_config(self, resource: str, schema: str | None = None) -> dict:
+        """A copy of a resource's config, the schema's keys merged to the top level.
+
+        :raises DoesNotExist: the resource is not known (close matches are suggested).
+        """
+        return self._resources.get(resource, schema)
+
+    def add_resource_config(self, resource_config: ResourceConfig | str) -> list[str]:
+        """Add a :class:`ResourceConfig` or the configs of a ``resource_<site>.json``."""
+        return self._resources.add(resource_config)
+
+    # internals for the managers ---------------------------------------------------
+
+    def _next_id(self, prefix: str, width: int) -> str:
+        with self._id_lock:
+            counter = self._counters.setdefault(prefix, itertools.count())
+            return f"{prefix}.{next(counter):0{width}d}"
+
+    def _next_unit_id(self) -> str:
+        return f"unit.{next(self._unit_counter):06d}"
+
+    def _register_pmgr(self, pmgr: Any) -> None:
+        self._check_open()
+        self._pmgrs[pmgr.uid] = pmgr
+        self._journal.add_manager(pmgr.uid, "pmgr", time.time())
+
+    def _register_umgr(self, umgr: Any) -> None:
+        self._check_open()
+        self._umgrs[umgr.uid] = umgr
+        self._journal.add_manager(umgr.uid, "umgr", time.time())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from .exceptions import IncorrectState
+            raise IncorrectState(f"session {self._uid} is closed")
+
+    def _is_local(self, pilot: Any) -> bool:
+        return pilot._rcfg.get("provider", "LocalProvider") == "LocalProvider" and \
+            pilot._description.provider is None
+
+    # the wire (I/O thread) ----------------------------------------------------------
+
+    def _on_messages(self, pilot_uid: str, messages: list) -> None:
+        pilot = self._pilots.get(pilot_uid)
+        if pilot is None:
+            log.warning("message from unknown pilot %r", pilot_uid)
+            return
+        pilot._on_messages(messages)
+
+    def _route_unit_states(self, pilot: Any, updates: list) -> None:
+        units = self._units
+        by_umgr: dict[Any, list] = {}
+        for update in updates:
+            unit = units.get(update[0])
+            if unit is None:
+                log.warning("%s reported unknown unit %s", pilot.uid, update[0])
+                continue
+            by_umgr.setdefault(unit._manager, []).append(update)
+        for umgr, group in by_umgr.items():
+            umgr._handle_updates(pilot, group)
+
+    def _on_tick(self) -> None:
+        beat = wire.Heartbeat(time.time())
+        for pilot in list(self._pilots.values()):
+            if pilot._connected and not pilot.is_final:
+                pilot._send(beat)

@@ -1,0 +1,271 @@
+"""What pilots and units share: the one place where states change, callbacks, waiting.
+
+:func:`Manager._advance` is the only way a pilot or unit changes state. It checks the
+order against :mod:`rp_executor.states`, fills skipped states into ``state_history``
+with their timestamps, journals every transition, queues the callbacks (run in order
+on the session's callback thread) and wakes waiters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from . import states
+from .callbacks import callback_key, invoke
+from .exceptions import BadParameter, DoesNotExist
+
+log = logging.getLogger(__name__)
+
+
+class Stateful:
+    """A pilot or a unit: an object with a uid, a state, its history and callbacks."""
+
+    __slots__ = ("uid", "_state", "_history", "_callbacks", "_manager")
+    _kind = ""            # 'unit' or 'pilot'
+    _metric = ""          # the callback metric of this kind
+
+    def __init__(self, uid: str, manager: "Manager") -> None:
+        self.uid = uid
+        self._state: str | None = None
+        self._history: list[tuple[str, float]] = []
+        self._callbacks: dict | None = None
+        self._manager = manager
+
+    @property
+    def state(self) -> str | None:
+        """The current state (a string of :mod:`rp_executor.states`)."""
+        return self._state
+
+    @property
+    def state_history(self) -> list[tuple[str, float]]:
+        """Every state this object passed, in order, as ``(state, timestamp)`` pairs.
+
+        States that were skipped on the way (reported together) carry the timestamp
+        the reporter gave them.
+        """
+        with self._manager._lock:
+            return list(self._history)
+
+    def register_callback(self, cb: Callable, cb_data: Any = None) -> None:
+        """Call ``cb(obj, state)`` (or ``cb(obj, state, cb_data)``) on every state change.
+
+        Callbacks run on the session's callback thread, once per state, in order.
+        """
+        _check_callable(cb)
+        with self._manager._lock:
+            if self._callbacks is None:
+                self._callbacks = {}
+            self._callbacks[callback_key(cb)] = (cb, cb_data)
+
+    def unregister_callback(self, cb: Callable | None = None) -> None:
+        """Remove ``cb``, or every callback of this object when ``cb`` is None.
+
+        :raises BadParameter: ``cb`` was not registered.
+        """
+        with self._manager._lock:
+            if cb is None:
+                self._callbacks = None
+                return
+            if not self._callbacks or callback_key(cb) not in self._callbacks:
+                raise BadParameter(f"callback {cb!r} is not registered on {self.uid}",
+                                   attribute="cb", value=cb)
+            del self._callbacks[callback_key(cb)]
+
+    def wait(self, state: str | Sequence[str] | None = None,
+             timeout: float | None = None) -> str | None:
+        """Wait until the object has reached or passed ``state`` (default: a final
+        state), or is final; return its state then (also after ``timeout`` seconds)."""
+        return self._manager._wait([self], state, timeout)[0]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.uid} {self._state}>"
+
+    __str__ = __repr__
+
+
+def _check_callable(cb: Any) -> None:
+    if not callable(cb):
+        raise BadParameter(f"callback must be callable; got {cb!r} ({type(cb).__name__})",
+                           attribute="cb", value=cb)
+
+
+class Manager:
+    """What PilotManager and UnitManager share: a lock, callbacks, waiting, advancing."""
+
+    _kind = ""                    # 'pilot' or 'unit'
+    _metrics: tuple[str, ...] = ()
+
+    def __init__(self, session: Any, uid: str) -> None:
+        self._session = session
+        self._uid = uid
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._callbacks: dict[str, dict] = {m: {} for m in self._metrics}
+        self._closed = False
+        if self._kind == "unit":
+            self._progress, self._value = states.unit_progress, states.unit_value
+            self._normalize = states.unit_states
+        else:
+            self._progress, self._value = states.pilot_progress, states.pilot_value
+            self._normalize = states.pilot_states
+
+    @property
+    def uid(self) -> str:
+        """The manager's id."""
+        return self._uid
+
+    @property
+    def session(self) -> Any:
+        """The session this manager belongs to."""
+        return self._session
+
+    # callbacks ----------------------------------------------------------------------
+
+    def register_callback(self, cb: Callable, metric: str | None = None,
+                          cb_data: Any = None) -> None:
+        """Register ``cb`` for ``metric`` (the state metric by default).
+
+        It is called as ``cb(obj, value)``, or ``cb(obj, value, cb_data)`` when
+        ``cb_data`` is not None, on the session's callback thread. A named function
+        registered again replaces the earlier registration of the same name.
+
+        :raises BadParameter: ``metric`` is not one of this manager's metrics.
+        """
+        _check_callable(cb)
+        metric = self._metrics[0] if metric is None else metric
+        if metric not in self._metrics:
+            raise BadParameter(f"metric {metric!r} is not known here; allowed: "
+                               f"{', '.join(self._metrics)}", attribute="metric", value=metric)
+        with self._lock:
+            self._callbacks[metric][callback_key(cb)] = (cb, cb_data)
+
+    def unregister_callback(self, cb: Callable | None = None, metric: str | None = None) -> None:
+        """Remove ``cb`` (all callbacks when None) from ``metric`` (all metrics when None).
+
+        :raises BadParameter: the metric is unknown, or ``cb`` is not registered.
+        """
+        if metric is not None and metric not in self._metrics:
+            raise BadParameter(f"metric {metric!r} is not known here; allowed: "
+                               f"{', '.join(self._metrics)}", attribute="metric", value=metric)
+        with self._lock:
+            for name in ([metric] if metric else self._metrics):
+                if cb is None:
+                    self._callbacks[name].clear()
+                elif callback_key(cb) in self._callbacks[name]:
+                    del self._callbacks[name][callback_key(cb)]
+                elif metric is not None:
+                    raise BadParameter(f"callback {cb!r} is not registered for {metric}",
+                                       attribute="cb", value=cb)
+
+    # the one place where states change --------------------------------------------
+
+    def _advance(self, items: Iterable[tuple[Stateful, Sequence[tuple[str, float]]]]) -> list:
+        """Move each object through its ``[(state, timestamp), ...]`` steps.
+
+        Must be called with ``self._lock`` held. Returns the objects that changed.
+        """
+        progress = self._progress
+        kind = self._kind
+        rows: list[tuple] = []
+        fired: list[tuple[Stateful, list[str]]] = []
+        changed = []
+        for obj, steps in items:
+            passed_all: list[str] = []
+            for target, ts in steps:
+                passed = progress(obj._state, target)
+                if not passed:
+                    if obj._state != target:
+                        log.debug("%s: ignored %s -> %s", obj.uid, obj._state, target)
+                    continue
+                history = obj._history
+                uid = obj.uid
+                for state in passed:
+                    history.append((state, ts))
+                    rows.append((kind, uid, state, ts))
+                obj._state = passed[-1]
+                passed_all.extend(passed)
+            if passed_all:
+                changed.append(obj)
+                fired.append((obj, passed_all))
+        if rows:
+            self._session._journal.add_transitions(rows)
+            manager_cbs = self._callbacks[self._metrics[0]]
+            todo = [(obj, passed) for obj, passed in fired if obj._callbacks or manager_cbs]
+            if todo:
+                self._session._callbacks.submit(self._fire, todo)
+            self._on_changed(changed)
+            self._cond.notify_all()
+        return changed
+
+    def _on_changed(self, objs: list) -> None:
+        """Hook for subclasses, called with the lock held after objects changed."""
+
+    def _fire(self, todo: list[tuple[Stateful, list[str]]]) -> None:
+        # runs on the callback thread
+        manager_cbs = self._callbacks[self._metrics[0]]
+        for obj, passed in todo:
+            for state in passed:
+                for cb, data in list((obj._callbacks or {}).values()):
+                    _call_logged(cb, obj, state, data)
+                for cb, data in list(manager_cbs.values()):
+                    _call_logged(cb, obj, state, data)
+
+    def _fire_metric(self, metric: str, value: Any) -> None:
+        """Queue the callbacks of a non-state metric with ``cb(self, value)``."""
+        cbs = list(self._callbacks[metric].values())
+        if cbs:
+            self._session._callbacks.submit(_fire_all, cbs, self, value)
+
+    # waiting ------------------------------------------------------------------------
+
+    def _wait(self, objs: list[Stateful], state: Any, timeout: float | None) -> list:
+        """Wait until each object reached or passed the lowest of ``state``, or is final."""
+        wanted = self._normalize(state)
+        threshold = min(self._value(s) for s in wanted)
+        value = self._value
+        deadline = None if timeout is None else time.monotonic() + timeout
+        final = states.FINAL_STATES
+        with self._cond:
+            pending = [o for o in objs]
+            while True:
+                pending = [o for o in pending
+                           if o._state not in final and value(o._state) < threshold]
+                if not pending:
+                    break
+                if deadline is None:
+                    self._cond.wait(1.0)
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(min(left, 1.0))
+            return [o._state for o in objs]
+
+    def _lookup(self, table: dict, uids: Any, what: str) -> tuple[list, bool]:
+        """Objects for ``uids`` (None: all) and whether a scalar was given."""
+        if uids is None:
+            return list(table.values()), False
+        scalar = isinstance(uids, str)
+        result = []
+        for uid in ([uids] if scalar else uids):
+            obj = table.get(uid if isinstance(uid, str) else getattr(uid, "uid", uid))
+            if obj is None:
+                raise DoesNotExist(f"{what} {uid!r} is not known to {self._uid}")
+            result.append(obj)
+        return result, scalar
+
+
+def _call_logged(cb: Callable, obj: Any, value: Any, data: Any) -> None:
+    try:
+        invoke(cb, obj, value, data)
+    except Exception:
+        log.exception("callback %s failed for %s (%s)",
+                      getattr(cb, "__qualname__", cb), getattr(obj, "uid", obj), value)
+
+
+def _fire_all(cbs: list, obj: Any, value: Any) -> None:
+    for cb, data in cbs:
+        _call_logged(cb, obj, value, data)

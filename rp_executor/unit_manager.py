@@ -1,0 +1,331 @@
+"""UnitManager: binds units to pilots, follows their states, cancels them."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any
+
+from . import states, wire
+from .constants import SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS, WAIT_QUEUE_SIZE
+from .description import ComputeUnitDescription
+from .exceptions import BadParameter, IncorrectState
+from .journal import to_json
+from .stateful import Manager
+from .unit import ComputeUnit
+
+log = logging.getLogger(__name__)
+
+# what the agent needs of a description; the rest (metadata, staging, ...) stays here
+_AGENT_FIELDS = ("executable", "arguments", "environment", "pre_exec", "post_exec", "stdout",
+                 "stderr", "cpu_processes", "cpu_process_type", "cpu_threads",
+                 "gpu_processes", "name", "sandbox")
+
+# the states a unit passes in the client before it is handed to the agent
+_TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
+             states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
+_EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+
+
+class UnitManager(Manager):
+    """Submits units to the pilots added to it.
+
+    :param session: the :class:`Session` this manager belongs to.
+    :param scheduler: how units are bound to pilots; ``'round_robin'`` (the default)
+        binds each unit at submission to the next pilot that is not final.
+    """
+
+    _kind = "unit"
+    _metrics = tuple(UMGR_METRICS)
+
+    def __init__(self, session: Any, scheduler: str | None = None, uid: str | None = None) -> None:
+        scheduler = scheduler or SCHEDULER_DEFAULT
+        if scheduler not in SCHEDULERS:
+            raise BadParameter(f"UnitManager.scheduler: got {scheduler!r}; allowed: "
+                               f"{', '.join(SCHEDULERS)}", attribute="scheduler",
+                               value=scheduler)
+        super().__init__(session, uid or session._next_id("umgr", 4))
+        self._scheduler = scheduler
+        self._units: dict[str, ComputeUnit] = {}
+        self._pilots: dict[str, Any] = {}
+        self._turn = itertools.count()
+        self._unbound: list[ComputeUnit] = []        # waiting for a pilot
+        self._by_pilot: dict[str, set[str]] = {}      # pilot uid -> uids not final
+        self._queued: set[str] = set()                # not final, not yet executing
+        self._queued_reported = 0
+        session._register_umgr(self)
+
+    @property
+    def scheduler(self) -> str:
+        """The name of the scheduler binding units to pilots."""
+        return self._scheduler
+
+    def as_dict(self) -> dict:
+        """``{uid, cfg}`` as in RADICAL-Pilot."""
+        return {"uid": self._uid, "cfg": {"scheduler": self._scheduler}}
+
+    # pilots -------------------------------------------------------------------------
+
+    def add_pilots(self, pilots: Any) -> None:
+        """Add one pilot or a list; units waiting for a pilot are bound at once.
+
+        :raises BadParameter: an empty list, or a pilot added twice.
+        """
+        pilots = list(pilots) if isinstance(pilots, (list, tuple)) else [pilots]
+        if not pilots:
+            raise BadParameter("cannot add no pilots", attribute="pilots", value=pilots)
+        with self._lock:
+            for p in pilots:
+                if p.uid in self._pilots:
+                    raise BadParameter(f"pilot {p.uid} already added", attribute="pilots",
+                                       value=p.uid)
+            for p in pilots:
+                self._pilots[p.uid] = p
+                self._by_pilot.setdefault(p.uid, set())
+                p._umgrs.append(self)
+            waiting, self._unbound = self._unbound, []
+            if waiting:
+                self._schedule(waiting)
+
+    def list_pilots(self) -> list[str]:
+        """The uids of the pilots added to this manager."""
+        with self._lock:
+            return list(self._pilots)
+
+    def get_pilots(self) -> list:
+        """The pilots added to this manager."""
+        with self._lock:
+            return list(self._pilots.values())
+
+    def remove_pilots(self, pilot_ids: Any, drain: bool = False) -> None:
+        """Stop binding new units to these pilots; the pilots keep running.
+
+        :raises BadParameter: ``drain=True`` (not supported) or an unknown pilot.
+        """
+        if drain:
+            raise BadParameter("remove_pilots(drain=True) is not supported",
+                               attribute="drain", value=drain)
+        uids = [pilot_ids] if isinstance(pilot_ids, str) else \
+            [getattr(p, "uid", p) for p in pilot_ids]
+        with self._lock:
+            for uid in uids:
+                if uid not in self._pilots:
+                    raise BadParameter(f"pilot {uid!r} is not added to {self._uid}",
+                                       attribute="pilot_ids", value=uid)
+            for uid in uids:
+                pilot = self._pilots.pop(uid)
+                pilot._umgrs.remove(self)
+
+    # units --------------------------------------------------------------------------
+
+    def list_units(self) -> list[str]:
+        """The uids of this manager's units."""
+        with self._lock:
+            return list(self._units)
+
+    def get_units(self, uids: Any = None) -> Any:
+        """The units for ``uids`` (all when None); a scalar uid gives one unit.
+
+        :raises DoesNotExist: a uid is not known (also a ``ValueError``).
+        """
+        with self._lock:
+            units, scalar = self._lookup(self._units, uids, "unit")
+        return units[0] if scalar else units
+
+    def submit_units(self, descriptions: Any) -> Any:
+        """Submit units; one description in gives one unit out, a list gives a list.
+
+        Every description is validated before any unit is created, so a bad one
+        raises and nothing of the call is submitted; earlier submissions go on.
+
+        :raises BadParameter: an invalid description (its index, attribute and value
+            are named), or an empty list.
+        """
+        if self._closed:
+            raise IncorrectState(f"{self._uid} is closed")
+        scalar = not isinstance(descriptions, (list, tuple))
+        descs = [descriptions] if scalar else descriptions
+        if not descs:
+            raise BadParameter("cannot submit no unit descriptions",
+                               attribute="descriptions", value=descriptions)
+        checked = []
+        for i, d in enumerate(descs):
+            if type(d) is dict:
+                d = ComputeUnitDescription(d)
+            elif not isinstance(d, ComputeUnitDescription):
+                raise BadParameter(f"descriptions[{i}]: expected a ComputeUnitDescription "
+                                   f"or dict; got {type(d).__name__}",
+                                   attribute="descriptions", value=d)
+            else:
+                d = d.copy()
+            try:
+                d.validate()
+            except BadParameter as exc:
+                if not scalar:
+                    exc.message = f"descriptions[{i}]: {exc.message}"
+                    exc.args = (exc.message,)
+                raise
+            checked.append(d)
+        session = self._session
+        now = time.time()
+        units = [ComputeUnit(session._next_unit_id(), self, d) for d in checked]
+        session._journal.add_units([(u.uid, self._uid, to_json(u._description.as_dict()))
+                                    for u in units])
+        with self._lock:
+            for u in units:
+                self._units[u.uid] = u
+                session._units[u.uid] = u
+                self._queued.add(u.uid)
+            self._advance([(u, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
+                           for u in units])
+            self._schedule(units)
+        return units[0] if scalar else units
+
+    def wait_units(self, uids: Any = None, state: Any = None,
+                   timeout: float | None = None) -> Any:
+        """Wait until units reached or passed ``state`` (default: final), or are final.
+
+        ``uids=None`` waits for all units; ``state`` may be a name of the current
+        model, a legacy name or a list (the lowest counts). Returns the states (a
+        scalar for a scalar uid), also when ``timeout`` seconds ran out.
+        """
+        with self._lock:
+            units, scalar = self._lookup(self._units, uids, "unit")
+        result = self._wait(units, state, timeout)
+        return result[0] if scalar else result
+
+    def cancel_units(self, uids: Any = None) -> None:
+        """Cancel units (all when None) and wait until they are final.
+
+        Units still in the client end CANCELED at once; running ones are killed with
+        their whole process group and end CANCELED when the agent confirms.
+        """
+        with self._lock:
+            units, _ = self._lookup(self._units, uids, "unit")
+            now = time.time()
+            local, remote = [], {}
+            for u in units:
+                if u.is_final:
+                    continue
+                if u._pilot is None:
+                    local.append(u)
+                else:
+                    remote.setdefault(u._pilot, []).append(u)
+            for pilot, group in remote.items():
+                uids_here = {u.uid for u in group}
+                taken = pilot._take_unsent(uids_here)
+                local.extend(u for u in group if u.uid in taken)
+                rest = [uid for uid in uids_here if uid not in taken]
+                if rest:
+                    pilot._send(wire.CancelUnits(rest))
+            if local:
+                self._unbound = [u for u in self._unbound if u not in set(local)]
+                self._advance([(u, ((states.CANCELED, now),)) for u in local])
+        self._wait(units, None, None)
+
+    def close(self) -> None:
+        """Stop this manager; units are not canceled (as in RADICAL-Pilot)."""
+        with self._lock:
+            self._closed = True
+            for metric in self._callbacks:
+                self._callbacks[metric].clear()
+
+    # binding ------------------------------------------------------------------------
+
+    def _schedule(self, units: list[ComputeUnit]) -> None:
+        """Bind units to pilots and hand them on (lock held)."""
+        live = [p for p in self._pilots.values() if not p.is_final]
+        by_uid = {p.uid: p for p in live}
+        if not live:
+            self._unbound.extend(units)
+            return
+        now = time.time()
+        steps = tuple((s, now) for s in _TO_AGENT)
+        batches: dict[Any, list] = {}
+        for u in units:
+            wanted = u._description.pilot
+            if wanted:
+                pilot = by_uid.get(wanted)
+                if pilot is None:
+                    self._unbound.append(u)   # early binding to a pilot not added (yet)
+                    continue
+            else:
+                pilot = live[next(self._turn) % len(live)]
+            u._pilot = pilot
+            u._sandbox = f"{pilot.pilot_sandbox}/{u.uid}" if pilot.pilot_sandbox else None
+            batches.setdefault(pilot, []).append(u)
+        for pilot, group in batches.items():
+            self._by_pilot[pilot.uid].update(u.uid for u in group)
+            self._advance([(u, steps) for u in group])
+            pilot._send_units([_wire_unit(u) for u in group])
+
+    # what comes back ----------------------------------------------------------------
+
+    def _handle_updates(self, pilot: Any, updates: list) -> None:
+        """Apply agent state updates (on the I/O thread)."""
+        items = []
+        now = None
+        with self._lock:
+            units = self._units
+            for uid, steps, extra in updates:
+                unit = units.get(uid)
+                if unit is None:
+                    log.warning("%s: update for unknown unit %s", pilot.uid, uid)
+                    continue
+                if extra:
+                    unit.exit_code = extra.get("exit_code", unit.exit_code)
+                    unit.stdout = extra.get("stdout", unit.stdout)
+                    unit.stderr = extra.get("stderr", unit.stderr)
+                if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
+                    # no client-side output staging yet: the unit is done here
+                    now = now or time.time()
+                    steps = [*steps, (states.UMGR_STAGING_OUTPUT, now), (states.DONE, now)]
+                items.append((unit, steps))
+            self._advance(items)
+
+    def _pilot_final(self, pilot: Any, cause: str) -> None:
+        """Fail the units a pilot left unfinished (or resubmit restartable ones)."""
+        with self._lock:
+            uids = self._by_pilot.get(pilot.uid, set())
+            lost = [self._units[uid] for uid in uids if not self._units[uid].is_final]
+            if not lost:
+                return
+            pilot._take_unsent({u.uid for u in lost})
+            now = time.time()
+            restart = [u for u in lost if u._description.restartable]
+            for u in lost:
+                u.stderr = (u.stderr or "") + \
+                    f"\nrp_executor: pilot {pilot.uid} ended ({pilot.state}: {cause}) " \
+                    "before the unit finished"
+                u.stderr = u.stderr.lstrip("\n")
+            self._advance([(u, ((states.FAILED, now),)) for u in lost])
+        if restart:
+            log.info("resubmitting %d restartable unit(s) of %s", len(restart), pilot.uid)
+            self.submit_units([u._description for u in restart])
+
+    def _on_changed(self, objs: list) -> None:
+        final = states.FINAL_STATES
+        value = states.unit_value
+        queued = self._queued
+        results = []
+        for u in objs:
+            state = u._state
+            if state in final:
+                queued.discard(u.uid)
+                if u._pilot is not None:
+                    self._by_pilot[u._pilot.uid].discard(u.uid)
+                results.append((u.pilot, u.exit_code, u.stdout, u.stderr, u.uid))
+            elif value(state) >= _EXECUTING_VALUE:
+                queued.discard(u.uid)
+        if results:
+            self._session._journal.set_unit_results(results)
+        if len(queued) != self._queued_reported:
+            self._queued_reported = len(queued)
+            self._fire_metric(WAIT_QUEUE_SIZE, len(queued))
+
+
+def _wire_unit(unit: ComputeUnit) -> dict:
+    d = unit._description
+    return {"uid": unit.uid, "sandbox": unit._sandbox,
+            "description": {k: d[k] for k in _AGENT_FIELDS}}

@@ -1,0 +1,325 @@
+"""The client–agent channel: one module for messages, encoding, keys and sockets.
+
+The client binds a ZMQ ROUTER socket, the agent of every pilot connects a DEALER
+socket whose identity is the pilot's uid. Both sides use CURVE: the traffic is
+encrypted, and a ZAP handler in the client admits only the public keys of the
+pilots the session launched. Keys travel in files of mode 0600, never on a command
+line.
+
+A wire frame is one msgpack array of messages, so that many state updates or many
+units cost one frame. Each message is a plain dataclass, encoded as
+``[tag, field, field, ...]``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import msgpack
+import zmq
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- messages
+
+@dataclass(slots=True)
+class Hello:
+    """Agent → client, once: the agent is up and reports its resources."""
+
+    pilot: str
+    resources: dict
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    """Either way, every ``heartbeat_interval`` seconds: the sender is alive."""
+
+    sent: float
+
+
+@dataclass(slots=True)
+class UnitStates:
+    """Agent → client: state updates of many units.
+
+    ``updates`` holds ``[uid, [[state, timestamp], ...], extra]`` items; the state
+    list names every state the unit passed since the last update, each with its own
+    timestamp, so skipped states keep their times. ``extra`` carries fields that
+    changed with the state (``exit_code``, ``stdout``, ``stderr``), or is None.
+    """
+
+    updates: list
+
+
+@dataclass(slots=True)
+class Bye:
+    """Agent → client, last: the agent ends, with the pilot's final state and why."""
+
+    state: str
+    cause: str
+
+
+@dataclass(slots=True)
+class Units:
+    """Client → agent: units to run, each ``{uid, sandbox, description}``."""
+
+    units: list
+
+
+@dataclass(slots=True)
+class CancelUnits:
+    """Client → agent: kill these units (their process groups) and report CANCELED."""
+
+    uids: list
+
+
+@dataclass(slots=True)
+class CancelPilot:
+    """Client → agent: stop everything and end the pilot CANCELED."""
+
+    cause: str = "canceled by the client"
+
+
+MESSAGE_TYPES: tuple[type, ...] = (Hello, Heartbeat, UnitStates, Bye, Units, CancelUnits,
+                                   CancelPilot)
+_TAG = {cls: i for i, cls in enumerate(MESSAGE_TYPES)}
+_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in MESSAGE_TYPES}
+
+
+def encode(messages: Iterable[Any]) -> bytes:
+    """Encode messages (dataclass instances of :data:`MESSAGE_TYPES`) into one frame."""
+    out = []
+    for msg in messages:
+        cls = type(msg)
+        out.append([_TAG[cls], *(getattr(msg, name) for name in _FIELDS[cls])])
+    return msgpack.packb(out, use_bin_type=True)
+
+
+def decode(frame: bytes) -> list[Any]:
+    """Decode one frame into its messages.
+
+    :raises ValueError: the frame is not a list of known messages.
+    """
+    try:
+        items = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        return [MESSAGE_TYPES[item[0]](*item[1:]) for item in items]
+    except (IndexError, TypeError, ValueError, msgpack.UnpackException) as exc:
+        raise ValueError(f"malformed wire frame of {len(frame)} bytes: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- secrets
+
+def write_secret(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path``, created with mode 0600 from the start."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        json.dump(data, fh)
+
+
+def read_secret(path: Path) -> dict:
+    """Read a JSON secret file written by :func:`write_secret`.
+
+    :raises PermissionError: the file is readable by others than its owner.
+    """
+    mode = os.stat(path).st_mode & 0o077
+    if mode:
+        raise PermissionError(f"{path} has mode {oct(os.stat(path).st_mode & 0o777)}; "
+                              "secret files must be 0600")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+@dataclass(slots=True)
+class KeyPair:
+    """A CURVE key pair, Z85-encoded as text."""
+
+    public: str
+    secret: str
+
+    @classmethod
+    def generate(cls) -> "KeyPair":
+        """Make a new random key pair."""
+        public, secret = zmq.curve_keypair()
+        return cls(public.decode(), secret.decode())
+
+
+# --------------------------------------------------------------------------- client side
+
+class ClientChannel:
+    """The client's end: a CURVE ROUTER socket served by one I/O thread.
+
+    :param on_messages: called on the I/O thread as ``on_messages(pilot_uid, messages)``
+        for every frame received; it must be quick and must not block.
+    :param on_tick: called on the I/O thread about every ``tick`` seconds.
+    :param host: the address to bind; 127.0.0.1 for pilots on this machine.
+
+    :meth:`send` may be called from any thread: messages are queued and the I/O
+    thread sends everything queued for one pilot as one frame.
+    """
+
+    def __init__(self, on_messages: Callable[[str, list], None],
+                 on_tick: Callable[[], None] | None = None, host: str = "127.0.0.1",
+                 tick: float = 1.0) -> None:
+        self._on_messages = on_messages
+        self._on_tick = on_tick
+        self._tick = tick
+        self.keys = KeyPair.generate()
+        self._allowed: set[bytes] = set()
+        self._ctx = zmq.Context()
+        self._auth = _start_authenticator(self._ctx, self._allowed)
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.curve_server = True
+        self._router.curve_secretkey = self.keys.secret.encode()
+        self._router.curve_publickey = self.keys.public.encode()
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self._router.setsockopt(zmq.LINGER, 0)
+        port = self._router.bind_to_random_port(f"tcp://{host}")
+        self.endpoint = f"tcp://{host}:{port}"
+        self._outbox: collections.deque = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="rp-wire", daemon=True)
+        self._thread.start()
+
+    def allow(self, public_key: str) -> None:
+        """Admit an agent whose CURVE public key is ``public_key``."""
+        self._allowed.add(public_key.encode())
+
+    def send(self, pilot: str, message: Any) -> None:
+        """Queue ``message`` for the agent of ``pilot``; thread-safe, never blocks."""
+        self._outbox.append((pilot, message))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the I/O thread is already due to wake up
+
+    def close(self) -> None:
+        """Stop the I/O thread and close the socket."""
+        if not self._running:
+            return
+        self._running = False
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+        self._thread.join(timeout=5)
+        self._router.close(linger=0)
+        self._auth.stop()
+        self._ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # the I/O thread ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        next_tick = time.monotonic() + self._tick
+        while self._running:
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                ready = dict(poller.poll(timeout * 1000))
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EINTR:
+                    continue
+                raise
+            if self._router in ready:
+                self._receive()
+            if self._wake_r in ready:
+                try:
+                    while os.read(self._wake_r, 65536):
+                        pass
+                except BlockingIOError:
+                    pass
+            if self._outbox:
+                self._flush()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self._tick
+                if self._on_tick is not None:
+                    self._guard(self._on_tick)
+
+    def _receive(self) -> None:
+        for _ in range(1000):  # bounded, so that sending is never starved
+            try:
+                ident, frame = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                log.warning("dropped a wire message with an unexpected number of frames")
+                continue
+            try:
+                messages = decode(frame)
+            except ValueError as exc:
+                log.warning("from %r: %s", ident, exc)
+                continue
+            self._guard(self._on_messages, ident.decode(), messages)
+
+    def _flush(self) -> None:
+        batches: dict[str, list] = {}
+        while self._outbox:
+            pilot, message = self._outbox.popleft()
+            batches.setdefault(pilot, []).append(message)
+        for pilot, messages in batches.items():
+            try:
+                self._router.send_multipart([pilot.encode(), encode(messages)], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("could not send %d message(s) to %s: %s", len(messages), pilot, exc)
+
+    @staticmethod
+    def _guard(fn: Callable, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # the I/O thread must survive a bug in a handler
+            log.exception("wire handler %s failed", getattr(fn, "__qualname__", fn))
+
+
+def _start_authenticator(ctx: zmq.Context, allowed: set[bytes]):
+    from zmq.auth.thread import ThreadAuthenticator
+
+    class _Keys:
+        def callback(self, domain: str, key: bytes) -> bool:
+            ok = key in allowed
+            if not ok:
+                log.warning("refused a connection with an unknown CURVE key")
+            return ok
+
+    auth = ThreadAuthenticator(ctx, log=logging.getLogger(__name__ + ".zap"))
+    auth.start()
+    auth.configure_curve_callback(domain="*", credentials_provider=_Keys())
+    return auth
+
+
+# --------------------------------------------------------------------------- agent side
+
+def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: str,
+                  keys: KeyPair) -> zmq.Socket:
+    """Connect the agent's DEALER socket to the client with CURVE."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, pilot.encode())
+    sock.setsockopt(zmq.LINGER, 2000)
+    sock.curve_serverkey = server_public.encode()
+    sock.curve_publickey = keys.public.encode()
+    sock.curve_secretkey = keys.secret.encode()
+    sock.connect(endpoint)
+    return sock
+
+
+__all__ = ["Hello", "Heartbeat", "UnitStates", "Bye", "Units", "CancelUnits", "CancelPilot",
+           "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
+           "ClientChannel", "connect_agent"]

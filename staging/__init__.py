@@ -1,0 +1,1 @@
+"""Staging directives and their backends."""

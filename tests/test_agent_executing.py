@@ -1,0 +1,307 @@
+"""Fork launch of units: real processes, collected with reap()."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rp_executor.agent.executing import MAX_IO_LOGLENGTH, SHORTENED, Finished, ForkExecutor, tail
+from rp_executor.agent.scheduler import NodeSlot, Slots
+
+CPU = Slots([NodeSlot("localhost", (0,), ())])
+
+
+@pytest.fixture
+def ex(tmp_path):
+    executor = ForkExecutor(tmp_path / "pilot", base_env={"RP_SESSION_ID": "rp.session.x",
+                                                          "RP_PILOT_ID": "pilot.0000"})
+    yield executor
+    executor.kill_all()
+
+
+def unit(uid: str, executable: str, *arguments: str, **descr) -> dict:
+    return {"uid": uid, "description": {"executable": executable, "arguments": list(arguments), **descr}}
+
+
+def reap_all(ex: ForkExecutor, n: int = 1, timeout: float = 10.0) -> dict[str, Finished]:
+    """Call reap() until ``n`` results arrived, as the agent loop would."""
+    results: dict[str, Finished] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < n:
+        assert time.monotonic() < deadline, f"only {len(results)} of {n} units ended"
+        results.update((r.uid, r) for r in ex.reap())
+        time.sleep(0.01)
+    return results
+
+
+def run_one(ex: ForkExecutor, u: dict, slots: Slots = CPU) -> Finished:
+    ex.launch(u, slots)
+    return reap_all(ex)[u["uid"]]
+
+
+def live_group_members(pgid: int) -> list[psutil.Process]:
+    """Processes of the group that are not zombies (PID 1 may reap them late)."""
+    found = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return found
+
+
+def wait_group_gone(pgid: int, timeout: float = 2.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while (left := live_group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+# -- output, arguments, environment ------------------------------------------------
+
+
+def test_echo_prints_its_arguments_into_the_unit_sandbox(ex, tmp_path):
+    res = run_one(ex, unit("unit.000000", "/bin/echo", "hello", "world"))
+    assert (res.exit_code, res.stdout, res.stderr, res.canceled) == (0, "hello world\n", "", False)
+    assert res.slots == CPU
+    assert res.started <= res.stopped
+    assert res.sandbox == tmp_path / "pilot" / "unit.000000"
+    assert (res.sandbox / "STDOUT").read_text() == "hello world\n"
+
+
+def test_unit_environment_has_rp_variables_and_the_description_environment(ex):
+    res = run_one(ex, unit("unit.000001", "/bin/sh", "-c",
+                           "'echo $RP_UNIT_ID $RP_UNIT_NAME $RP_SESSION_ID $RP_PILOT_ID $TEST $RP_UNIT_SANDBOX'",
+                           name="greeter", environment={"TEST": "jabberwocky"}))
+    words = res.stdout.split()
+    assert words[:5] == ["unit.000001", "greeter", "rp.session.x", "pilot.0000", "jabberwocky"]
+    assert words[5].endswith("/pilot/unit.000001")
+
+
+def test_arguments_are_shell_text_so_variables_expand(ex):
+    # RP's example: /bin/echo with argument '$RP_UNIT_ID greets $TEST'
+    res = run_one(ex, unit("unit.000002", "/bin/echo", "$RP_UNIT_ID greets $TEST",
+                           environment={"TEST": "world"}))
+    assert res.stdout == "unit.000002 greets world\n"
+
+
+def test_quoted_arguments_keep_their_spaces(ex):
+    res = run_one(ex, unit("unit.000003", "/bin/echo", "'a   b'", '"c  d"'))
+    assert res.stdout == "a   b c  d\n"
+
+
+def test_plain_arguments_run_without_a_shell_script(ex):
+    res = run_one(ex, unit("unit.000004", "/bin/echo", "x=1,y:2@h/p%^+"))
+    assert res.stdout == "x=1,y:2@h/p%^+\n"
+    assert not (res.sandbox / "unit.000004.sh").exists()
+
+
+def test_shell_builtin_executable_goes_through_the_shell(ex):
+    res = run_one(ex, unit("unit.000005", "exit", "3"))
+    assert res.exit_code == 3
+
+
+def test_omp_threads_and_cuda_devices_follow_the_slots(ex, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    slots = Slots([NodeSlot("localhost", (0, 1, 2, 3), (1, 3))])
+    res = run_one(ex, unit("unit.000006", "/bin/sh", "-c", "'echo $OMP_NUM_THREADS $CUDA_VISIBLE_DEVICES'",
+                           cpu_processes=1, cpu_threads=4, gpu_processes=2), slots)
+    assert res.stdout == "4 1,3\n"
+
+
+def test_cuda_devices_map_through_the_blocks_own_visible_devices(ex, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    slots = Slots([NodeSlot("localhost", (0,), (1, 3))])
+    res = run_one(ex, unit("unit.000007", "/usr/bin/env"), slots)
+    assert "CUDA_VISIBLE_DEVICES=5,7\n" in res.stdout
+
+
+def test_custom_stdout_and_stderr_names_and_sandbox(ex, tmp_path):
+    res = run_one(ex, unit("unit.000008", "/bin/sh", "-c", "'echo out; echo err >&2'",
+                           stdout="my.out", stderr="my.err", sandbox="shared/dir"))
+    assert (res.stdout, res.stderr) == ("out\n", "err\n")
+    assert (tmp_path / "pilot" / "shared" / "dir" / "my.out").read_text() == "out\n"
+
+
+# -- pre_exec / post_exec ------------------------------------------------------------
+
+
+def test_pre_exec_and_post_exec_run_around_the_command_in_the_same_shell(ex):
+    res = run_one(ex, unit("unit.000010", "/bin/echo", "$GREETING",
+                           pre_exec=["export GREETING=hi", "echo pre > pre.txt  # a comment"],
+                           post_exec=["echo post"]))
+    assert res.exit_code == 0
+    assert res.stdout == "hi\npost\n"
+    assert (res.sandbox / "pre.txt").read_text() == "pre\n"
+
+
+def test_failing_pre_exec_fails_the_unit_before_the_command(ex):
+    res = run_one(ex, unit("unit.000011", "/bin/echo", "never", pre_exec=["false", "echo no"]))
+    assert res.exit_code == 1
+    assert res.stdout == ""
+    assert "pre_exec failed: false" in res.stderr
+
+
+def test_failing_post_exec_fails_the_unit(ex):
+    res = run_one(ex, unit("unit.000012", "/bin/true", post_exec=["test -e missing"]))
+    assert res.exit_code == 1
+    assert "post_exec failed: test -e missing" in res.stderr
+
+
+def test_post_exec_keeps_the_commands_exit_code(ex):
+    res = run_one(ex, unit("unit.000013", "/bin/sh", "-c", "'exit 7'", post_exec=["true"]))
+    assert res.exit_code == 7
+
+
+# -- failures ------------------------------------------------------------------------
+
+
+def test_false_exits_with_1(ex):
+    assert run_one(ex, unit("unit.000020", "/bin/false")).exit_code == 1
+
+
+def test_missing_executable_gives_127_and_explains_in_stderr(ex):
+    res = run_one(ex, unit("unit.000021", "/bin/data"))
+    assert res.exit_code == 127
+    assert "rp_executor: cannot execute '/bin/data': No such file or directory" in res.stderr
+    assert "No such file or directory" in (res.sandbox / "STDERR").read_text()
+    assert ex.running == 0
+
+
+def test_missing_executable_through_the_shell_also_gives_127(ex):
+    res = run_one(ex, unit("unit.000022", "/bin/data", "$X"))
+    assert res.exit_code == 127
+    assert "No such file or directory" in res.stderr
+
+
+def test_non_executable_file_gives_126(ex, tmp_path):
+    script = tmp_path / "not_executable.sh"
+    script.write_text("echo hi\n")
+    res = run_one(ex, unit("unit.000023", str(script)))
+    assert res.exit_code == 126
+    assert "Permission denied" in res.stderr
+
+
+def test_description_without_executable_fails_the_unit_without_raising(ex):
+    res = run_one(ex, {"uid": "unit.000024", "description": {"arguments": []}})
+    assert res.exit_code == 1
+    assert "executable" in res.stderr
+
+
+def test_unit_killed_by_a_signal_reports_minus_signum(ex):
+    ex.launch(unit("unit.000025", "/bin/sleep", "10"), CPU)
+    time.sleep(0.1)
+    pid = ex._running["unit.000025"].proc.pid
+    os.kill(pid, signal.SIGKILL)
+    res = reap_all(ex)["unit.000025"]
+    assert (res.exit_code, res.canceled) == (-signal.SIGKILL, False)
+
+
+# -- output tails ----------------------------------------------------------------------
+
+
+def test_long_stdout_is_shortened_to_its_tail(ex):
+    res = run_one(ex, unit("unit.000030", "/bin/sh", "-c", "'seq 1 2000'"))
+    assert res.stdout.startswith(SHORTENED)
+    assert len(res.stdout) == len(SHORTENED) + MAX_IO_LOGLENGTH
+    assert res.stdout.endswith("1999\n2000\n")
+
+
+def test_binary_stdout_is_reported_as_binary(ex):
+    res = run_one(ex, unit("unit.000031", "/bin/sh", "-c", r"'printf \\377\\376\\000binary'"))
+    assert res.stdout == "unit stdout is binary -- use file staging"
+    assert res.stderr == ""
+
+
+def test_tail_reads_multibyte_text_cut_in_the_middle_of_a_character(tmp_path):
+    f = tmp_path / "out"
+    f.write_text("é" * 3000, encoding="utf-8")  # 6000 bytes, window starts mid-character
+    text = tail(f)
+    assert text == SHORTENED + "é" * MAX_IO_LOGLENGTH
+
+
+def test_tail_of_a_short_file_is_the_whole_file(tmp_path):
+    f = tmp_path / "out"
+    f.write_text("x" * MAX_IO_LOGLENGTH)
+    assert tail(f) == "x" * MAX_IO_LOGLENGTH
+    assert tail(tmp_path / "missing") == ""
+
+
+def test_binary_stderr_names_stderr(tmp_path):
+    f = tmp_path / "err"
+    f.write_bytes(b"\xff\xfe")
+    assert tail(f, "stderr") == "unit stderr is binary -- use file staging"
+
+
+# -- cancel / kill_all ------------------------------------------------------------------
+
+
+def test_cancel_kills_the_whole_process_group(ex):
+    ex.launch(unit("unit.000040", "/bin/sh", "-c", "'sleep 100 & sleep 100'"), CPU)
+    time.sleep(0.2)
+    pgid = ex._running["unit.000040"].proc.pid
+    assert len(live_group_members(pgid)) >= 2
+    assert ex.cancel("unit.000040") is True
+    res = reap_all(ex)["unit.000040"]
+    assert res.canceled is True
+    assert res.exit_code == -signal.SIGTERM
+    assert wait_group_gone(pgid) == []
+    assert ex.running == 0
+
+
+def test_cancel_escalates_to_sigkill_after_the_grace(tmp_path):
+    ex = ForkExecutor(tmp_path, kill_grace=0.3)
+    try:
+        # the script's shell and its children ignore SIGTERM
+        ex.launch(unit("unit.000041", "/bin/sleep", "100", pre_exec=["trap '' TERM", "sleep 100 &"]), CPU)
+        time.sleep(0.2)
+        pgid = ex._running["unit.000041"].proc.pid
+        t0 = time.monotonic()
+        assert ex.cancel("unit.000041")
+        assert 0 < ex.reap_timeout <= 0.3
+        res = reap_all(ex)["unit.000041"]
+        assert time.monotonic() - t0 >= 0.3
+        assert res.canceled and res.exit_code == -signal.SIGKILL
+        assert wait_group_gone(pgid) == []
+    finally:
+        ex.kill_all()
+
+
+def test_cancel_of_an_unknown_or_finished_unit_returns_false(ex):
+    assert ex.cancel("unit.nope") is False
+    ex.launch(unit("unit.000042", "/bin/true"), CPU)
+    time.sleep(0.3)
+    assert ex.cancel("unit.000042") is False
+    res = reap_all(ex)["unit.000042"]
+    assert (res.exit_code, res.canceled) == (0, False)
+
+
+def test_kill_all_leaves_no_process_and_reports_every_unit(ex):
+    for i in range(3):
+        ex.launch(unit(f"unit.00005{i}", "/bin/sh", "-c", "'sleep 100 & sleep 100'"), CPU)
+    ex.launch(unit("unit.000059", "/bin/data"), CPU)
+    time.sleep(0.2)
+    pgids = [r.proc.pid for r in ex._running.values()]
+    assert ex.running == 3
+    results = {r.uid: r for r in ex.kill_all()}
+    assert set(results) == {"unit.000050", "unit.000051", "unit.000052", "unit.000059"}
+    assert all(results[f"unit.00005{i}"].canceled for i in range(3))
+    assert results["unit.000059"].exit_code == 127
+    assert ex.running == 0
+    for pgid in pgids:
+        assert wait_group_gone(pgid) == []
+    assert ex.reap() == []
+
+
+def test_many_units_run_concurrently_and_are_all_reaped(ex):
+    for i in range(50):
+        ex.launch(unit(f"unit.{i:06d}", "/bin/echo", str(i)), CPU)
+    results = reap_all(ex, 50)
+    assert {r.stdout for r in results.values()} == {f"{i}\n" for i in range(50)}
+    assert ex.running == 0
