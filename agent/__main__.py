@@ -28,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(filename=os.path.join(cfg["sandbox"], "agent.log"),
                         level=cfg.get("log_level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    profile = os.environ.get("RP_EXECUTOR_AGENT_PROFILE")
+    if profile:  # a developer's aid: cProfile of the whole agent, written at exit
+        import cProfile
+        profiler = cProfile.Profile()
+        try:
+            return profiler.runcall(Agent(cfg).run)
+        finally:
+            profiler.dump_stats(os.path.join(cfg["sandbox"], profile))
     return Agent(cfg).run()
 
 

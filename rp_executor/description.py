@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
+import re
 import reprlib
 import types
 import typing
@@ -475,18 +476,33 @@ class ComputePilotDescription(Description):
             self._fail("cores", d["cores"], "must be an int >= 1 (pilot size must be defined)")
 
 
+def _function_check(value: Any) -> str | None:
+    if callable(value):
+        return None
+    if isinstance(value, str) and _IMPORTABLE.match(value):
+        return None
+    return "must be a callable or an importable 'module:name' string"
+
+
+_IMPORTABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
 class ComputeUnitDescription(Description):
-    """What a unit should run (``executable`` with ``arguments`` and ``environment``)
-    and what it needs (``cpu_processes`` x ``cpu_threads`` cores, ``gpu_processes``
+    """What a unit should run (``executable`` with ``arguments`` and ``environment``,
+    or a Python ``function`` with ``args`` and ``kwargs``) and what it needs (``cpu_processes`` x ``cpu_threads`` cores, ``gpu_processes``
     GPUs, memory, local storage), plus staging and pre/post commands.
 
     Deprecated aliases: ``cores`` (``cpu_processes``) and ``mpi`` (``True`` means
     ``cpu_process_type='MPI'``); setting them warns with DeprecationWarning.
     """
 
-    _required_one_of = ("executable",)
+    _required_one_of = ("executable", "function")
     _schema = (
         Attr("executable", str | None, None, non_empty),
+        Attr("function", Any, None, _function_check, share=True,
+             doc="a Python callable, or 'module:name' of an importable one"),
+        Attr("args", list | tuple, [], share=True, doc="positional arguments of function"),
+        Attr("kwargs", dict[str, Any], {}, share=True, doc="keyword arguments of function"),
         Attr("arguments", list[str], []),
         Attr("environment", dict[str, str], {}),
         Attr("name", str | None, None),
@@ -520,6 +536,15 @@ class ComputeUnitDescription(Description):
         Alias("mpi", "cpu_process_type", lambda v: "MPI" if v else "",
               lambda v: v == "MPI", bool),
     )
+
+    def _validate_whole(self) -> None:
+        d = self.__dict__
+        if d["function"] is not None and d["executable"]:
+            self._fail("function", d["function"],
+                       "cannot be set together with 'executable': a unit runs one or the other")
+        if d["function"] is None and (d["args"] or d["kwargs"]):
+            name = "args" if d["args"] else "kwargs"
+            self._fail(name, d[name], "is only used with 'function', which is not set")
 
 
 __all__ = [

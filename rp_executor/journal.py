@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import reprlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -36,9 +37,13 @@ CREATE INDEX IF NOT EXISTS transitions_uid ON transitions (uid);
 _INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, state, ts) VALUES (?, ?, ?, ?)"
 
 
+_repr = reprlib.Repr()
+_repr.maxother = _repr.maxstring = 200
+
+
 def to_json(data: Any) -> str:
-    """JSON text for a description; what JSON cannot hold is written as its repr."""
-    return json.dumps(data, default=repr, sort_keys=True)
+    """JSON text for a description; what JSON cannot hold is written as a short repr."""
+    return json.dumps(data, default=_repr.repr, sort_keys=True)
 
 
 class Journal:

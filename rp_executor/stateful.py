@@ -23,16 +23,21 @@ log = logging.getLogger(__name__)
 class Stateful:
     """A pilot or a unit: an object with a uid, a state, its history and callbacks."""
 
-    __slots__ = ("uid", "_state", "_history", "_callbacks", "_manager")
+    __slots__ = ("_uid", "_state", "_history", "_callbacks", "_manager")
     _kind = ""            # 'unit' or 'pilot'
     _metric = ""          # the callback metric of this kind
 
     def __init__(self, uid: str, manager: "Manager") -> None:
-        self.uid = uid
+        self._uid = uid
         self._state: str | None = None
         self._history: list[tuple[str, float]] = []
         self._callbacks: dict | None = None
         self._manager = manager
+
+    @property
+    def uid(self) -> str:
+        """The object's id (``unit.000000``, ``pilot.0000``)."""
+        return self._uid
 
     @property
     def state(self) -> str | None:
@@ -181,7 +186,7 @@ class Manager:
                         log.debug("%s: ignored %s -> %s", obj.uid, obj._state, target)
                     continue
                 history = obj._history
-                uid = obj.uid
+                uid = obj._uid
                 for state in passed:
                     history.append((state, ts))
                     rows.append((kind, uid, state, ts))

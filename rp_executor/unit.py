@@ -18,7 +18,7 @@ class ComputeUnit(Stateful):
     """
 
     __slots__ = ("_description", "exit_code", "stdout", "stderr", "_pilot", "_sandbox",
-                 "_cause", "__weakref__")
+                 "_cause", "_call", "_result", "__weakref__")
     _kind = "unit"
 
     def __init__(self, uid: str, umgr: Any, description: Any) -> None:
@@ -30,6 +30,8 @@ class ComputeUnit(Stateful):
         self._pilot: Any = None
         self._sandbox: str | None = None
         self._cause: str | None = None
+        self._call: tuple | None = None      # (function, arguments) in wire form
+        self._result: dict | None = None     # what the agent sent back for a function
 
     # identity ---------------------------------------------------------------------
 
@@ -87,6 +89,42 @@ class ComputeUnit(Stateful):
     def client_sandbox(self) -> str:
         """The client's working directory."""
         return self._manager.session._client_sandbox
+
+    # function units -----------------------------------------------------------------
+
+    @property
+    def return_value(self) -> Any:
+        """What the unit's ``function`` returned (None until DONE, and for executables).
+
+        Unpickled on first access; large results are read from the unit sandbox.
+        """
+        res = self._result
+        if not res or self._state != states.DONE:
+            return None
+        if "value" not in res:
+            from .function import load_result
+            res["value"] = load_result(res.get("result"), res.get("result_file"))
+        return res["value"]
+
+    @property
+    def exception(self) -> BaseException | None:
+        """Why a function unit FAILED: the original exception, whose ``__cause__``
+        holds the remote traceback; for a unit that failed otherwise (its worker died,
+        its pilot ended) a ``RuntimeError`` with the reason. None unless FAILED."""
+        if self._state != states.FAILED:
+            return None
+        res = self._result
+        if res is None:
+            if self._call is None:
+                return None
+            res = self._result = {}
+        if "error" not in res:
+            from .function import load_exception
+            if res.get("exception") is not None:
+                res["error"] = load_exception(res["exception"], res.get("traceback"))
+            else:
+                res["error"] = RuntimeError((self.stderr or "the unit failed").strip())
+        return res["error"]
 
     # operations ---------------------------------------------------------------------
 

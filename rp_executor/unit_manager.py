@@ -149,7 +149,7 @@ class UnitManager(Manager):
         if not descs:
             raise BadParameter("cannot submit no unit descriptions",
                                attribute="descriptions", value=descriptions)
-        checked = []
+        checked, calls = [], []
         for i, d in enumerate(descs):
             if type(d) is dict:
                 d = ComputeUnitDescription(d)
@@ -161,6 +161,7 @@ class UnitManager(Manager):
                 d = d.copy()
             try:
                 d.validate()
+                calls.append(_dump_call(d) if d.function is not None else None)
             except BadParameter as exc:
                 if not scalar:
                     exc.message = f"descriptions[{i}]: {exc.message}"
@@ -170,7 +171,9 @@ class UnitManager(Manager):
         session = self._session
         now = time.time()
         units = [ComputeUnit(session._next_unit_id(), self, d) for d in checked]
-        session._journal.add_units([(u.uid, self._uid, to_json(u._description.as_dict()))
+        for unit, call in zip(units, calls):
+            unit._call = call
+        session._journal.add_units([(u.uid, self._uid, _journal_form(u._description))
                                     for u in units])
         with self._lock:
             for u in units:
@@ -277,6 +280,8 @@ class UnitManager(Manager):
                     unit.exit_code = extra.get("exit_code", unit.exit_code)
                     unit.stdout = extra.get("stdout", unit.stdout)
                     unit.stderr = extra.get("stderr", unit.stderr)
+                    if "function" in extra:
+                        unit._result = extra
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
                     # no client-side output staging yet: the unit is done here
                     now = now or time.time()
@@ -327,5 +332,23 @@ class UnitManager(Manager):
 
 def _wire_unit(unit: ComputeUnit) -> dict:
     d = unit._description
-    return {"uid": unit.uid, "sandbox": unit._sandbox,
-            "description": {k: d[k] for k in _AGENT_FIELDS}}
+    wired = {"uid": unit.uid, "sandbox": unit._sandbox,
+             "description": {k: d[k] for k in _AGENT_FIELDS}}
+    if unit._call is not None:
+        wired["function"], wired["args"] = unit._call
+    return wired
+
+
+def _journal_form(d: ComputeUnitDescription) -> str:
+    """The description as journal JSON; a function's arguments only as a summary
+    (they may be large, and they are data, not a description)."""
+    data = d.as_dict() if d.function is None else \
+        {**{k: d[k] for k in d.keys() if k not in ("args", "kwargs")},
+         "args": f"<{len(d.args)} positional argument(s)>",
+         "kwargs": f"<keyword arguments: {', '.join(map(str, d.kwargs)) or 'none'}>"}
+    return to_json(data)
+
+
+def _dump_call(d: ComputeUnitDescription) -> tuple:
+    from .function import dump_arguments, dump_function
+    return dump_function(d.function), dump_arguments(d.args, d.kwargs)

@@ -23,7 +23,7 @@ PILOT_DEFAULTS = {
 }
 
 UNIT_DEFAULTS = {
-    "executable": None, "arguments": [], "environment": {}, "name": None, "kernel": None,
+    "executable": None, "function": None, "args": [], "kwargs": {}, "arguments": [], "environment": {}, "name": None, "kernel": None,
     "cpu_processes": 1, "cpu_process_type": "", "cpu_threads": 1, "cpu_thread_type": "",
     "gpu_processes": 0, "gpu_process_type": "", "gpu_threads": 1, "gpu_thread_type": "",
     "lfs_per_process": 0, "mem_per_process": 0, "tag": None, "tags": {}, "sandbox": None,
@@ -323,11 +323,25 @@ def test_bad_parameter_is_a_value_error():
     assert issubclass(BadParameter, ValueError)
 
 
-def test_required_one_of_extends_to_function_units():
-    class FunctionUnitDescription(CUD):
-        _required_one_of = ("executable", "function")
-        _schema = CUD._schema + (Attr("function", str | None, None),)
+def test_a_unit_needs_an_executable_or_a_function():
+    CUD(function="os.path:join", args=["a", "b"]).validate()
+    CUD(function=len, args=[[1, 2]]).validate()
+    with pytest.raises(BadParameter, match="'executable' or 'function'") as info:
+        CUD().validate()
+    assert info.value.attribute == "executable"
 
-    FunctionUnitDescription(function="mod.f").validate()
-    with pytest.raises(BadParameter, match="'executable' or 'function'"):
-        FunctionUnitDescription().validate()
+
+@pytest.mark.parametrize("kwargs, attribute", [
+    (dict(function=3), "function"),
+    (dict(function="os.path"), "function"),
+    (dict(function=len, executable="/bin/true"), "function"),
+    (dict(executable="/bin/true", args=[1]), "args"),
+    (dict(executable="/bin/true", kwargs={"x": 1}), "kwargs"),
+    (dict(function=len, kwargs={1: 2}), "kwargs"),
+    (dict(function=len, args="abc"), "args"),
+])
+def test_bad_function_units_name_the_attribute(kwargs, attribute):
+    with pytest.raises(BadParameter) as info:
+        CUD(**kwargs).validate()
+    assert info.value.attribute == attribute
+    assert attribute in str(info.value)
