@@ -22,6 +22,7 @@ import zmq
 
 from rp_executor import states, wire
 from .executing import ForkExecutor, Finished
+from .function_pool import FuncResult, FunctionPool
 from .resource_manager import RESOURCE_MANAGERS
 from .scheduler import Scheduler
 
@@ -47,6 +48,7 @@ class Agent:
         self.executor = ForkExecutor(self.sandbox, {
             "RP_SESSION_ID": cfg["session_id"], "RP_PILOT_ID": self.pilot,
             "RP_PILOT_SANDBOX": str(self.sandbox)})
+        self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.updates: dict[str, list] = {}
         self.ending: tuple[str, str] | None = None
@@ -81,12 +83,24 @@ class Agent:
             self.waiting[unit["uid"]] = unit
             self._step(unit["uid"], _ARRIVED)
 
+    def _start_pool(self) -> None:
+        env = {"RP_SESSION_ID": self.cfg["session_id"], "RP_PILOT_ID": self.pilot}
+        path = [p for p in self.cfg.get("python_path") or [] if p]
+        if path:
+            inherited = os.environ.get("PYTHONPATH")
+            env["PYTHONPATH"] = os.pathsep.join(path + ([inherited] if inherited else []))
+        self.pool = FunctionPool(self.rm.cores, self.sandbox, env)
+
     def _place(self) -> None:
         """Start waiting units, in order, while there are free cores."""
         placed = []
+        pool = self.pool
         for uid, unit in self.waiting.items():
             if self.scheduler.free_cores == 0:
                 break
+            function = "function" in unit
+            if function and pool.idle == 0:
+                continue
             d = unit["description"]
             cores = d["cpu_processes"] * d["cpu_threads"]
             gpus = d["gpu_processes"]
@@ -102,7 +116,12 @@ class Agent:
             if slots is None:
                 continue
             placed.append(uid)
-            self.executor.launch(unit, slots)
+            if function:
+                pool.submit(uid, unit["function"], unit["args"], slots,
+                            cpu_threads=d["cpu_threads"], gpus=slots.gpu_indices,
+                            name=d["name"])
+            else:
+                self.executor.launch(unit, slots)
             self._step(uid, _STARTED)
         for uid in placed:
             del self.waiting[uid]
@@ -122,10 +141,30 @@ class Agent:
             else:
                 self._step(res.uid, (*_ENDED, states.FAILED), extra)
 
+    def _functions_finished(self, results: list[FuncResult], cause: str | None = None) -> None:
+        for res in results:
+            if res.slots is not None:
+                self.scheduler.release(res.slots)
+            extra = {"function": True, "exit_code": res.exit_code, "stdout": res.stdout,
+                     "stderr": res.stderr, "result": res.result,
+                     "result_file": res.result_file, "exception": res.exception,
+                     "traceback": res.traceback}
+            if cause is not None and not res.ok:
+                extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
+                self._step(res.uid, (states.FAILED,), extra)
+            elif res.canceled:
+                self._step(res.uid, (states.CANCELED,), extra)
+            elif res.ok:
+                self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+            else:
+                self._step(res.uid, (*_ENDED, states.FAILED), extra)
+
     def _cancel(self, uids: list[str]) -> None:
         for uid in uids:
             if self.waiting.pop(uid, None) is not None:
                 self._step(uid, (states.CANCELED,))
+            elif self.pool.cancel(uid):
+                pass
             elif not self.executor.cancel(uid):
                 log.debug("cancel of %s: not here (already ended?)", uid)
 
@@ -154,18 +193,27 @@ class Agent:
         resources = {**self.rm.info(), "hostname": socket.gethostname(), "pid": os.getpid(),
                      "sandbox": str(self.sandbox)}
         sock.send(wire.encode([wire.Hello(self.pilot, resources)]))
+        self._start_pool()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(wake_r, zmq.POLLIN)
+        pool_fds: list[int] = []
         heard = time.monotonic()
         next_beat = heard + self.beat_every
         try:
             while self.ending is None:
                 now = time.monotonic()
                 timeout = min(next_beat, self.runtime_end) - now
-                reap_in = self.executor.reap_timeout
-                if reap_in is not None:
-                    timeout = min(timeout, reap_in)
+                for waits in (self.executor.reap_timeout, self.pool.collect_timeout):
+                    if waits is not None:
+                        timeout = min(timeout, waits)
+                fds = self.pool.filenos()
+                if fds is not pool_fds:
+                    for fd in pool_fds:
+                        poller.unregister(fd)
+                    for fd in fds:
+                        poller.register(fd, zmq.POLLIN)
+                    pool_fds = fds
                 try:
                     ready = dict(poller.poll(max(0.0, timeout) * 1000))
                 except zmq.ZMQError as exc:
@@ -181,6 +229,7 @@ class Agent:
                 if sock in ready:
                     heard = time.monotonic()
                     self._drain(sock)
+                self._functions_finished(self.pool.collect())
                 self._finished(self.executor.reap())
                 if self.waiting:
                     self._place()
@@ -203,6 +252,8 @@ class Agent:
             self._flush(sock, wire.Bye(state, cause))
         finally:
             self.executor.kill_all()
+            if self.pool is not None:
+                self.pool.close()
             sock.close(linger=2000)
             ctx.term()
         return 0
@@ -234,6 +285,8 @@ class Agent:
             self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {why}"})
         self.waiting.clear()
         self._finished(self.executor.kill_all(), cause=why)
+        self._functions_finished(self.pool.collect())
+        self._functions_finished(self.pool.close(), cause=why)
 
 
 def _append(text: str | None, line: str) -> str:

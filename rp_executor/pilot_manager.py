@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -227,6 +228,8 @@ class PilotManager(Manager):
             "heartbeat_interval": session._cfg["heartbeat_interval"],
             "heartbeat_timeout": session._cfg["agent_heartbeat_timeout"],
             "log_level": session._cfg["agent_log_level"],
+            # on this machine, function units can use what the client can import
+            "python_path": [p for p in sys.path if p] if session._is_local(pilot) else [],
         })
         provider = block.make_provider(rcfg, pd, pilot_sb)
         pilot._provider = provider

@@ -33,22 +33,55 @@ DEFAULT_CFG: dict[str, Any] = {
 
 
 def _session_uid(base: Path) -> tuple[str, Path]:
-    """``rp.session.<host>.<user>.<days since epoch>.<counter>`` and its new directory."""
+    """``rp.session.<host>.<user>.<days since epoch>.<counter>`` and its new directory.
+
+    The counter is unique on this host, not only in ``base``: the uid marks every
+    process of the session (``RP_SESSION_ID``), and a session sweeps the processes
+    with its uid when it ends, so two sessions in different directories must never
+    share one. A name is taken by creating its marker file in a per-user directory
+    under the temporary directory (``O_EXCL``, atomic between processes).
+    """
     host = socket.gethostname().split(".")[0] or "localhost"
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
     days = int(time.time() // 86400)
+    registry = _uid_registry(user, f".{days:06d}.")
     for counter in itertools.count():
         uid = f"rp.session.{host}.{user}.{days:06d}.{counter:04d}"
         path = base / uid
+        if path.exists():
+            continue
+        if registry is not None:
+            try:
+                os.close(os.open(registry / uid, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                continue  # taken by a session elsewhere on this host
         try:
             path.mkdir(parents=True)
             return uid, path
         except FileExistsError:
             continue
     raise AssertionError("unreachable")
+
+
+def _uid_registry(user: str, today: str) -> Path | None:
+    """The per-user directory of session uid markers; markers of other days are
+    removed. None (uids then are unique per base directory only) if it cannot be made."""
+    import tempfile
+
+    registry = Path(tempfile.gettempdir()) / f"rp_executor.{user}.sessions"
+    try:
+        registry.mkdir(mode=0o700, exist_ok=True)
+        for old in registry.iterdir():
+            if today not in old.name:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("session uids are unique per directory only: cannot use %s: %s",
+                    registry, exc)
+        return None
+    return registry
 
 
 class Session:
