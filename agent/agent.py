@@ -31,6 +31,8 @@ log = logging.getLogger("rp_executor.agent")
 _ARRIVED = (states.AGENT_STAGING_INPUT, states.AGENT_SCHEDULING_PENDING)
 _STARTED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING, states.EXECUTING)
 _ENDED = (states.AGENT_STAGING_OUTPUT_PENDING, states.AGENT_STAGING_OUTPUT)
+_BATCH = 1024          # updates per frame at most
+_BATCH_AGE = 0.005     # seconds an update may wait for others under load
 
 
 class Agent:
@@ -51,6 +53,7 @@ class Agent:
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.updates: dict[str, list] = {}
+        self.first_update: float | None = None
         self.ending: tuple[str, str] | None = None
         self.runtime_end = time.monotonic() + float(cfg["runtime"]) * 60
         self.beat_every = float(cfg.get("heartbeat_interval") or 1.0)
@@ -67,7 +70,21 @@ class Agent:
         if extra:
             entry[2] = extra
 
+    def _flush_due(self, poller: zmq.Poller, now: float) -> bool:
+        """Whether to send the pending updates now.
+
+        They go at once when nothing else is ready (an idle pilot answers without
+        delay); under load they gather into batches of up to ``_BATCH`` updates or
+        ``_BATCH_AGE`` seconds, so that the client handles few large frames.
+        """
+        if self.first_update is None:
+            self.first_update = now
+        if len(self.updates) >= _BATCH or now - self.first_update >= _BATCH_AGE:
+            return True
+        return not poller.poll(0)
+
     def _flush(self, sock: zmq.Socket, *more: Any) -> None:
+        self.first_update = None
         messages = []
         if self.updates:
             messages.append(wire.UnitStates(list(self.updates.values())))
@@ -245,7 +262,7 @@ class Agent:
                     self._end(states.DONE, f"runtime of {self.cfg['runtime']} min reached")
                 if beat is not None:
                     self._flush(sock, beat)
-                else:
+                elif self.updates and self._flush_due(poller, now):
                     self._flush(sock)
             state, cause = self.ending
             self._shutdown(state, cause)

@@ -42,6 +42,7 @@ CPU_THREAD_TYPES = ("", "POSIX", "OpenMP")
 GPU_THREAD_TYPES = ("", "POSIX", "OpenMP", "CUDA")
 
 _IMMUTABLE = (type(None), bool, int, float, str, bytes, tuple, frozenset)
+_SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 _SCALARS = (bool, int, float, str, bytes, type(None))
 
 _repr = reprlib.Repr()
@@ -230,6 +231,7 @@ class Description:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._attrs = {a.name: a for a in cls._schema}
+        cls._shared = frozenset(a.name for a in cls._schema if a.share)
         cls._alias_map = {a.name: a for a in cls._aliases}
         cls._immutable_defaults = {a.name: a.default for a in cls._schema
                                    if isinstance(a.default, _IMMUTABLE)}
@@ -367,15 +369,29 @@ class Description:
         return {a.name: d[a.name] if a.share else copy.deepcopy(d[a.name], memo)
                 for a in self._schema}
 
+    def non_defaults(self) -> dict[str, Any]:
+        """The attributes whose values differ from their defaults, as a new dict
+        (values not copied); what the journal records."""
+        d = self.__dict__
+        return {a.name: d[a.name] for a in self._schema if d[a.name] != a.default}
+
     def copy(self) -> "Description":
         """Return a deep copy of this description."""
         return copy.deepcopy(self)
 
     def __deepcopy__(self, memo: dict) -> "Description":
         new = type(self).__new__(type(self))
-        shared = {a.name for a in self._schema if a.share}
-        new.__dict__.update({k: v if k in shared else copy.deepcopy(v, memo)
-                             for k, v in self.__dict__.items()})
+        shared = self._shared
+        d = {}
+        for k, v in self.__dict__.items():
+            tv = type(v)
+            if k in shared or tv in _SCALAR_TYPES:
+                d[k] = v
+            elif (tv is list or tv is dict) and not v:
+                d[k] = tv()         # the common empty default: no deepcopy machinery
+            else:
+                d[k] = copy.deepcopy(v, memo)
+        new.__dict__.update(d)
         return new
 
     def __eq__(self, other: object) -> bool:
@@ -402,10 +418,15 @@ class Description:
         :raises BadParameter: naming the first offending attribute and its value.
         """
         d = self.__dict__
+        scalars = _SCALAR_TYPES
         for a in self._schema:
-            problem = a.problem(d[a.name])
+            value = d[a.name]
+            # scalars were checked when set and cannot change in place; containers can
+            if type(value) in scalars or (not value and type(value) in (list, dict)):
+                continue
+            problem = a.problem(value)
             if problem is not None:
-                self._fail(a.name, d[a.name], problem)
+                self._fail(a.name, value, problem)
         if self._required_one_of and not any(
                 d[n] is not None and d[n] != "" for n in self._required_one_of):
             first = self._required_one_of[0]

@@ -234,11 +234,17 @@ class Manager:
         deadline = None if timeout is None else time.monotonic() + timeout
         final = states.FINAL_STATES
         with self._cond:
-            pending = [o for o in objs]
+            # Objects reach their states roughly in submission order: check from the
+            # first one not yet there and stop at the next that is not, so that a wait
+            # on many objects costs O(objects + wake-ups), not O(objects x wake-ups).
+            i, n = 0, len(objs)
             while True:
-                pending = [o for o in pending
-                           if o._state not in final and value(o._state) < threshold]
-                if not pending:
+                while i < n:
+                    state = objs[i]._state
+                    if state not in final and value(state) < threshold:
+                        break
+                    i += 1
+                if i == n:
                     break
                 if deadline is None:
                     self._cond.wait(1.0)

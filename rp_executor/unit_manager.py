@@ -331,8 +331,8 @@ class UnitManager(Manager):
 
 
 def _wire_unit(unit: ComputeUnit) -> dict:
-    d = unit._description
-    wired = {"uid": unit.uid, "sandbox": unit._sandbox,
+    d = unit._description.__dict__
+    wired = {"uid": unit._uid, "sandbox": unit._sandbox,
              "description": {k: d[k] for k in _AGENT_FIELDS}}
     if unit._call is not None:
         wired["function"], wired["args"] = unit._call
@@ -340,12 +340,14 @@ def _wire_unit(unit: ComputeUnit) -> dict:
 
 
 def _journal_form(d: ComputeUnitDescription) -> str:
-    """The description as journal JSON; a function's arguments only as a summary
-    (they may be large, and they are data, not a description)."""
-    data = d.as_dict() if d.function is None else \
-        {**{k: d[k] for k in d.keys() if k not in ("args", "kwargs")},
-         "args": f"<{len(d.args)} positional argument(s)>",
-         "kwargs": f"<keyword arguments: {', '.join(map(str, d.kwargs)) or 'none'}>"}
+    """The description as journal JSON: the attributes that differ from their defaults
+    (the rest is the schema's); a function's arguments only as a summary, since they
+    may be large and are data, not description."""
+    data = d.non_defaults()
+    if "args" in data:
+        data["args"] = f"<{len(data['args'])} positional argument(s)>"
+    if "kwargs" in data:
+        data["kwargs"] = f"<keyword arguments: {', '.join(map(str, data['kwargs']))}>"
     return to_json(data)
 
 
