@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   runs a workflow on a local pilot
 #   make test   runs every test (unit and integration)
+# and, for developers: make bench (benchmarks side by side), make docs.
 # Both create .venv and install the project into it first.
 
 PYTHON ?= python3
@@ -23,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests integration_tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs build/docs

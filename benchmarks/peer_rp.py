@@ -1,0 +1,178 @@
+"""rp-executor's side of every measurement: one session, one 2-core local pilot.
+
+Function units (``ComputeUnitDescription(function=...)``) may not exist yet in the
+installed rp_executor; the function measurements then raise :class:`Unavailable`,
+which the child reports as "n/a" instead of a crash.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import shutil
+import tempfile
+import time
+from typing import Any, Iterator
+
+from benchmarks.payloads import noop
+from benchmarks.timing import latency_summary, peak_rss_mb, rate
+
+
+class Unavailable(Exception):
+    """The measured feature does not exist in this build; the reason is the message."""
+
+
+PILOT_CORES = 2
+PILOT_RUNTIME_MIN = 30
+
+
+def _rp() -> Any:
+    import rp_executor as rp
+    return rp
+
+
+def function_cud(*args: Any) -> Any:
+    """Return a no-op function unit description, or raise :class:`Unavailable`."""
+    rp = _rp()
+    try:
+        return rp.ComputeUnitDescription(function=noop, args=list(args), kwargs={})
+    except rp.BadParameter as exc:
+        if getattr(exc, "attribute", None) == "function" or "'function'" in str(exc):
+            raise Unavailable("function units not available") from exc
+        raise
+
+
+def exec_cud() -> Any:
+    """Return a ``/bin/true`` executable unit description."""
+    return _rp().ComputeUnitDescription(executable="/bin/true")
+
+
+@contextlib.contextmanager
+def pilot_session(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
+    """Open a session with an ACTIVE 2-core local pilot; yield ``(umgr, timings)``.
+
+    ``timings`` holds ``rp_session_s`` (Session() construction) and
+    ``rp_startup_s`` (``submit_pilots`` until the pilot is PMGR_ACTIVE). The session
+    is closed and its directory removed on the way out.
+
+    :raises RuntimeError: the pilot did not become ACTIVE within ``timeout`` seconds.
+    """
+    rp = _rp()
+    tmp = tempfile.mkdtemp(prefix="rpbench-rp-")
+    t0 = time.perf_counter()
+    session = rp.Session(base_dir=tmp)
+    try:
+        t1 = time.perf_counter()
+        pmgr = rp.PilotManager(session)
+        t2 = time.perf_counter()
+        pilot = pmgr.submit_pilots(rp.ComputePilotDescription(
+            resource="local.localhost", cores=PILOT_CORES, runtime=PILOT_RUNTIME_MIN))
+        state = pilot.wait(state=rp.PMGR_ACTIVE, timeout=timeout)
+        t3 = time.perf_counter()
+        if state != rp.PMGR_ACTIVE:
+            raise RuntimeError(f"pilot {pilot.uid} is {state} after {t3 - t2:.1f} s; "
+                               f"expected {rp.PMGR_ACTIVE}")
+        umgr = rp.UnitManager(session)
+        umgr.add_pilots(pilot)
+        yield umgr, {"rp_session_s": t1 - t0, "rp_startup_s": t3 - t2}
+    finally:
+        session.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_done(units: list, what: str) -> None:
+    """Raise RuntimeError naming the state counts unless every unit is DONE."""
+    rp = _rp()
+    counts = collections.Counter(u.state for u in units)
+    if counts.get(rp.DONE, 0) != len(units):
+        bad = next((u for u in units if u.state != rp.DONE), None)
+        detail = f"; first not DONE: {bad.uid} {bad.state} {getattr(bad, 'stderr', '')!r}" \
+            if bad is not None else ""
+        raise RuntimeError(f"{what}: expected {len(units)} DONE; got {dict(counts)}{detail}")
+
+
+def _warm_up(umgr: Any, make_cud: Any, timeout: float) -> None:
+    """Run two units to completion so that first-use costs are not measured."""
+    units = umgr.submit_units([make_cud(), make_cud()])
+    umgr.wait_units([u.uid for u in units], timeout=timeout)
+    _check_done(units, "warm-up")
+
+
+def startup(n: int, timeout: float) -> dict[str, float]:
+    """Time ``submit_pilots`` -> PMGR_ACTIVE (``n`` is ignored)."""
+    with pilot_session(timeout) as (_umgr, timings):
+        return dict(timings)
+
+
+def _throughput(make_cud: Any, n: int, timeout: float, key: str) -> dict[str, float]:
+    make_cud()  # raises Unavailable before any process is started
+    with pilot_session(timeout) as (umgr, timings):
+        _warm_up(umgr, make_cud, timeout)
+        t0 = time.perf_counter()
+        units = umgr.submit_units([make_cud() for _ in range(n)])
+        t1 = time.perf_counter()
+        umgr.wait_units(timeout=timeout)
+        t2 = time.perf_counter()
+        _check_done(units, key)
+        return {f"rp_{key}": rate(n, t2 - t0), f"rp_{key}_wall_s": t2 - t0,
+                f"rp_{key}_submit_s": t1 - t0, f"rp_{key}_n": n,
+                "rp_startup_s": timings["rp_startup_s"]}
+
+
+def fn_tput(n: int, timeout: float) -> dict[str, float]:
+    """Throughput of ``n`` no-op function units, submitted at once, waited for at once."""
+    return _throughput(function_cud, n, timeout, "fn_tput")
+
+
+def exec_tput(n: int, timeout: float) -> dict[str, float]:
+    """Throughput of ``n`` ``/bin/true`` units on the 2-core pilot."""
+    return _throughput(exec_cud, n, timeout, "exec_tput")
+
+
+def _latency(make_cud: Any, prefix: str, n: int, timeout: float) -> dict[str, float]:
+    rp = _rp()
+    make_cud()
+    with pilot_session(timeout) as (umgr, _timings):
+        _warm_up(umgr, make_cud, timeout)
+        samples = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            unit = umgr.submit_units(make_cud())
+            state = unit.wait(timeout=timeout)
+            samples.append(time.perf_counter() - t0)
+            if state != rp.DONE:
+                raise RuntimeError(f"latency unit {i} ({unit.uid}) ended {state}; expected DONE")
+        return latency_summary(prefix, samples)
+
+
+def latency(n: int, timeout: float) -> dict[str, float]:
+    """Median and p90 of ``n`` sequential single function-unit round trips."""
+    return _latency(function_cud, "rp", n, timeout)
+
+
+def exec_latency(n: int, timeout: float) -> dict[str, float]:
+    """Median and p90 of ``n`` sequential single ``/bin/true`` unit round trips."""
+    return _latency(exec_cud, "rp_exec", n, timeout)
+
+
+def queue(n: int, timeout: float) -> dict[str, float]:
+    """Queue ``n`` no-op function units in one session; wall time and client peak RSS."""
+    rp = _rp()
+    function_cud()
+    with pilot_session(timeout) as (umgr, _timings):
+        t0 = time.perf_counter()
+        units = umgr.submit_units([function_cud(i) for i in range(n)])
+        t1 = time.perf_counter()
+        umgr.wait_units(timeout=timeout)
+        t2 = time.perf_counter()
+        states = collections.Counter(u.state for u in units)
+        done = states.get(rp.DONE, 0)
+        values: dict[str, Any] = {
+            "rp_queue_n": n, "rp_queue_done": done, "rp_queue_wall_s": t2 - t0,
+            "rp_queue_submit_s": t1 - t0, "rp_queue_tput": rate(done, t2 - t0),
+            "rp_queue_peak_rss_mb": peak_rss_mb(), "rp_queue_states": dict(states)}
+        if done != n:
+            # A missed target, not a crash: say why in the JSON.
+            bad = next(u for u in units if u.state != rp.DONE)
+            values["rp_queue_first_not_done"] = f"{bad.uid} {bad.state}: {bad.stderr!r}"[:300]
+        return values

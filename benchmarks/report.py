@@ -1,0 +1,179 @@
+"""From collected numbers to ratios, pass/fail per target, a table and a JSON summary.
+
+Everything here is a pure function of the flat ``results`` dict that the jobs
+return (``rp_fn_tput``, ``htex_latency_ms``, ...), so it is testable without
+running anything.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+_OPS = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a value of rp, its peers, a ratio and maybe a target.
+
+    :param measurement: the measurement (:data:`benchmarks.plan.MEASUREMENTS`) it reports.
+    :param name: the row's key in the JSON ``targets``/``rows`` (e.g. ``fn_tput_vs_htex``).
+    :param key: the results key of rp's value.
+    :param unit: the value's unit.
+    :param peers: results keys of the peers' values, shown beside it.
+    :param ratio: ``(numerator, denominator)`` results keys, or None.
+    :param op: how the target compares (``>=``, ``<=``, ``<``), or None: information only.
+    :param bound: the target's bound.
+    :param on: what the target tests: ``"ratio"`` or ``"value"``.
+    """
+
+    measurement: str
+    name: str
+    key: str
+    unit: str
+    peers: tuple[str, ...] = ()
+    ratio: tuple[str, str] | None = None
+    op: str | None = None
+    bound: float = 0.0
+    on: str = "ratio"
+
+    def target_text(self) -> str:
+        """The target in words, e.g. ``ratio >= 10`` or ``<= 600 MB``; '' if none."""
+        if self.op is None:
+            return ""
+        if self.on == "ratio":
+            return f"ratio {self.op} {self.bound:g}"
+        return f"{self.op} {self.bound:g} {self.unit}"
+
+
+ROWS: tuple[Row, ...] = (
+    Row("startup", "startup_abs", "rp_startup_s", "s",
+        ("htex_first_result_s", "dask_first_result_s"),
+        ("rp_startup_s", "htex_first_result_s"), "<=", 1.0, "value"),
+    Row("startup", "startup_vs_htex", "rp_startup_s", "s", ("htex_first_result_s",),
+        ("rp_startup_s", "htex_first_result_s"), "<", 1.0),
+    Row("startup", "startup_vs_dask", "rp_startup_s", "s", ("dask_first_result_s",),
+        ("rp_startup_s", "dask_first_result_s")),
+    Row("fn_tput", "fn_tput_vs_htex", "rp_fn_tput", "tasks/s", ("htex_fn_tput",),
+        ("rp_fn_tput", "htex_fn_tput"), ">=", 10.0),
+    Row("fn_tput", "fn_tput_vs_ppe", "rp_fn_tput", "tasks/s", ("ppe_fn_tput",),
+        ("rp_fn_tput", "ppe_fn_tput"), ">=", 1.0),
+    Row("fn_tput", "fn_tput_vs_dask", "rp_fn_tput", "tasks/s", ("dask_fn_tput",),
+        ("rp_fn_tput", "dask_fn_tput")),
+    Row("latency", "latency_vs_htex", "rp_latency_ms", "ms",
+        ("htex_latency_ms", "dask_latency_ms", "ppe_latency_ms"),
+        ("rp_latency_ms", "htex_latency_ms"), "<=", 0.5),
+    Row("latency", "latency_p90", "rp_latency_p90_ms", "ms",
+        ("htex_latency_p90_ms", "dask_latency_p90_ms", "ppe_latency_p90_ms"),
+        ("rp_latency_p90_ms", "htex_latency_p90_ms")),
+    Row("latency", "exec_latency", "rp_exec_latency_ms", "ms", ("rp_exec_latency_p90_ms",)),
+    Row("exec_tput", "exec_tput_vs_raw", "rp_exec_tput", "tasks/s", ("raw_exec_tput",),
+        ("rp_exec_tput", "raw_exec_tput"), ">=", 0.8),
+    Row("queue", "queue_all_done", "rp_queue_done", "units", ("rp_queue_n",),
+        ("rp_queue_done", "rp_queue_n"), ">=", 1.0),
+    Row("queue", "queue_peak_rss", "rp_queue_peak_rss_mb", "MB", (), None, "<=", 600.0, "value"),
+    Row("queue", "queue_wall", "rp_queue_wall_s", "s", ("rp_queue_tput",)),
+)
+
+
+def _number(results: dict[str, Any], key: str) -> float | None:
+    value = results.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def ratio(results: dict[str, Any], num: str, den: str) -> float | None:
+    """Return ``results[num] / results[den]``, or None if either is missing or den is 0."""
+    a, b = _number(results, num), _number(results, den)
+    return a / b if a is not None and b else None
+
+
+def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
+             rows: tuple[Row, ...] = ROWS) -> list[dict[str, Any]]:
+    """Return one dict per row: value, peers, ratio, target text and pass (None: n/a).
+
+    :param measurements: keep only the rows of these measurements (all when None).
+    """
+    keep = None if measurements is None else set(measurements)
+    out = []
+    for row in rows:
+        if keep is not None and row.measurement not in keep:
+            continue
+        value = _number(results, row.key)
+        r = ratio(results, *row.ratio) if row.ratio else None
+        tested = r if row.on == "ratio" else value
+        passed = None if row.op is None or tested is None else \
+            bool(_OPS[row.op](tested, row.bound))
+        out.append({
+            "measurement": row.measurement, "name": row.name, "key": row.key,
+            "value": value, "unit": row.unit,
+            "peers": {k: _number(results, k) for k in row.peers},
+            "ratio_of": "/".join(row.ratio) if row.ratio else None, "ratio": r,
+            "target": row.target_text() or None, "pass": passed,
+        })
+    return out
+
+
+def ratios(evaluated: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Return ``{"num/den": ratio}`` for every row that has a ratio."""
+    return {e["ratio_of"]: e["ratio"] for e in evaluated if e["ratio_of"]}
+
+
+def fmt(x: float | None) -> str:
+    """Format a number for the table with about three significant digits."""
+    if x is None:
+        return "n/a"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def _peer_name(key: str) -> str:
+    """``htex_latency_ms`` -> ``htex``; ``rp_exec_latency_p90_ms`` -> ``rp_exec p90``."""
+    for suffix in ("_first_result_s", "_fn_tput", "_exec_tput", "_latency_p90_ms",
+                   "_latency_ms", "_queue_n", "_queue_tput"):
+        if key.endswith(suffix):
+            head = key[: -len(suffix)]
+            return {"_latency_p90_ms": f"{head} p90", "_queue_n": "of",
+                    "_queue_tput": "tasks/s"}.get(suffix, head)
+    return key
+
+
+def table(evaluated: list[dict[str, Any]]) -> str:
+    """Return the rows as an aligned text table (name, value, unit, peers, ratio, target, pass)."""
+    header = ("name", "value", "unit", "peer values", "ratio", "target", "pass")
+    lines = [header]
+    for e in evaluated:
+        peers = "  ".join(f"{_peer_name(k)}={fmt(v)}" for k, v in e["peers"].items())
+        passed = "" if e["target"] is None else \
+            ("n/a" if e["pass"] is None else ("PASS" if e["pass"] else "FAIL"))
+        lines.append((e["name"], fmt(e["value"]), e["unit"], peers,
+                      "" if e["ratio_of"] is None else fmt(e["ratio"]),
+                      e["target"] or "", passed))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                for line in lines]
+    rendered.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(rendered)
+
+
+def summary(results: dict[str, Any], evaluated: list[dict[str, Any]],
+            **extra: Any) -> dict[str, Any]:
+    """Return the JSON summary: results, ratios, targets with pass/fail, and ``extra``."""
+    targets = {e["name"]: {"target": e["target"], "ratio": e["ratio"], "value": e["value"],
+                           "pass": e["pass"]}
+               for e in evaluated if e["target"] is not None}
+    return {"bench": "rp-executor", **extra, "results": results,
+            "ratios": ratios(evaluated), "targets": targets,
+            "passed": sum(1 for t in targets.values() if t["pass"] is True),
+            "failed": sum(1 for t in targets.values() if t["pass"] is False),
+            "not_measured": sum(1 for t in targets.values() if t["pass"] is None)}
