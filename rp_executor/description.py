@@ -43,6 +43,11 @@ GPU_THREAD_TYPES = ("", "POSIX", "OpenMP", "CUDA")
 
 _IMMUTABLE = (type(None), bool, int, float, str, bytes, tuple, frozenset)
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _scalar_hint(hint: Any) -> bool:
+    """Whether every value the hint admits is an immutable scalar."""
+    return all(m in _SCALAR_TYPES for m in _flatten(hint))
 _SCALARS = (bool, int, float, str, bytes, type(None))
 
 _repr = reprlib.Repr()
@@ -232,6 +237,8 @@ class Description:
         super().__init_subclass__(**kwargs)
         cls._attrs = {a.name: a for a in cls._schema}
         cls._shared = frozenset(a.name for a in cls._schema if a.share)
+        cls._copied = tuple(a.name for a in cls._schema
+                            if not a.share and not _scalar_hint(a.hint))
         cls._alias_map = {a.name: a for a in cls._aliases}
         cls._immutable_defaults = {a.name: a.default for a in cls._schema
                                    if isinstance(a.default, _IMMUTABLE)}
@@ -381,16 +388,17 @@ class Description:
 
     def __deepcopy__(self, memo: dict) -> "Description":
         new = type(self).__new__(type(self))
-        shared = self._shared
-        d = {}
-        for k, v in self.__dict__.items():
-            tv = type(v)
-            if k in shared or tv in _SCALAR_TYPES:
-                d[k] = v
-            elif (tv is list or tv is dict) and not v:
-                d[k] = tv()         # the common empty default: no deepcopy machinery
+        d = dict(self.__dict__)
+        scalars = _SCALAR_TYPES
+        for name in self._copied:       # attributes that may hold mutable values
+            value = d[name]
+            tv = type(value)
+            if tv in scalars:
+                continue
+            if (tv is list or tv is dict) and not value:
+                d[name] = tv()          # the common empty default: no deepcopy machinery
             else:
-                d[k] = copy.deepcopy(v, memo)
+                d[name] = copy.deepcopy(value, memo)
         new.__dict__.update(d)
         return new
 

@@ -21,6 +21,10 @@ _fn_cache: "weakref.WeakKeyDictionary[Any, bytes]" = weakref.WeakKeyDictionary()
 _fn_cache_strong: dict[Any, bytes] = {}   # for callables that cannot be weakly referenced
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+_NO_ARGS = pickle.dumps(((), {}), protocol=_PROTOCOL)
+
+
 class RemoteTraceback(Exception):
     """The traceback of an exception raised in a worker, as text.
 
@@ -68,6 +72,9 @@ def dump_arguments(args: Any, kwargs: dict) -> bytes:
     :raises BadParameter: an argument cannot be pickled; the message names it
         (``args[2]`` or ``kwargs['x']``).
     """
+    if not kwargs and all(type(a) in _PLAIN for a in args):
+        # plain values pickle the same either way, and pickle's C code is ~10x faster
+        return pickle.dumps((tuple(args), {}), protocol=_PROTOCOL) if args else _NO_ARGS
     try:
         return cloudpickle.dumps((tuple(args), kwargs), protocol=_PROTOCOL)
     except Exception as whole:

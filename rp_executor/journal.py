@@ -30,11 +30,11 @@ CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
                                   stderr TEXT);
 CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                                        kind TEXT, uid TEXT, state TEXT, ts REAL);
+                                        kind TEXT, uid TEXT, states TEXT, stamps TEXT);
 CREATE INDEX IF NOT EXISTS transitions_uid ON transitions (uid);
 """
 
-_INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, state, ts) VALUES (?, ?, ?, ?)"
+_INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, states, stamps) VALUES (?, ?, ?, ?)"
 
 
 _repr = reprlib.Repr()
@@ -105,8 +105,15 @@ class Journal:
         self.execute("UPDATE units SET pilot = ?, exit_code = ?, stdout = ?, stderr = ? "
                      "WHERE uid = ?", rows)
 
-    def add_transitions(self, rows: list[tuple[str, str, str, float]]) -> None:
-        """Record ``(kind, uid, state, timestamp)`` rows, in the order given."""
+    def add_transitions(self, rows: list[tuple[str, str, str, str]]) -> None:
+        """Record ``(kind, uid, states, stamps)`` rows, in the order given.
+
+        One row holds the states one object passed in one step, comma-separated, and
+        their timestamps likewise (``repr`` of the float; a single one when all the
+        states share it), so that a unit costs a few
+        rows rather than one per state; :meth:`transitions` reads them back one
+        transition at a time.
+        """
         self.execute(_INSERT_TRANSITION, rows)
 
     def flush(self, timeout: float | None = 30) -> None:
@@ -136,15 +143,23 @@ class Journal:
     # readers ----------------------------------------------------------------------
 
     def transitions(self, uid: str | None = None) -> list[tuple[str, str, str, float]]:
-        """The ``(kind, uid, state, ts)`` rows written so far, in order (after a flush)."""
+        """Every ``(kind, uid, state, timestamp)`` written so far (after a flush), in
+        the order the transitions happened; only those of ``uid`` if given."""
         db = sqlite3.connect(self.path)
         try:
             if uid is None:
-                cur = db.execute("SELECT kind, uid, state, ts FROM transitions ORDER BY seq")
+                cur = db.execute("SELECT kind, uid, states, stamps FROM transitions "
+                                 "ORDER BY seq")
             else:
-                cur = db.execute("SELECT kind, uid, state, ts FROM transitions WHERE uid = ? "
-                                 "ORDER BY seq", (uid,))
-            return cur.fetchall()
+                cur = db.execute("SELECT kind, uid, states, stamps FROM transitions "
+                                 "WHERE uid = ? ORDER BY seq", (uid,))
+            out = []
+            for kind, who, states, stamps in cur:
+                names, times = states.split(","), [float(t) for t in stamps.split(",")]
+                if len(times) == 1:
+                    times = times * len(names)
+                out.extend((kind, who, state, ts) for state, ts in zip(names, times))
+            return out
         finally:
             db.close()
 

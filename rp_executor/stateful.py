@@ -176,34 +176,41 @@ class Manager:
         kind = self._kind
         rows: list[tuple] = []
         fired: list[tuple[Stateful, list[str]]] = []
-        changed = []
         for obj, steps in items:
-            passed_all: list[str] = []
+            current = obj._state
+            history = obj._history
+            start = len(history)
             for target, ts in steps:
-                passed = progress(obj._state, target)
-                if not passed:
-                    if obj._state != target:
-                        log.debug("%s: ignored %s -> %s", obj.uid, obj._state, target)
-                    continue
-                history = obj._history
-                uid = obj._uid
-                for state in passed:
-                    history.append((state, ts))
-                    rows.append((kind, uid, state, ts))
-                obj._state = passed[-1]
-                passed_all.extend(passed)
-            if passed_all:
-                changed.append(obj)
-                fired.append((obj, passed_all))
+                passed = progress(current, target)
+                if passed:
+                    history.extend([(state, ts) for state in passed])
+                    current = passed[-1]
+                elif current != target:
+                    log.debug("%s: ignored %s -> %s", obj._uid, current, target)
+            if len(history) > start:
+                obj._state = current
+                new = history[start:]
+                names = [s for s, _ in new]
+                # one journal row per object and batch: its states and their times (one
+                # time when they share it, as states reported together mostly do)
+                first = new[0][1]
+                if all(t == first for _, t in new):
+                    stamps = repr(first)
+                else:
+                    stamps = ",".join([repr(t) for _, t in new])
+                rows.append((kind, obj._uid, ",".join(names), stamps))
+                fired.append((obj, names))
         if rows:
             self._session._journal.add_transitions(rows)
             manager_cbs = self._callbacks[self._metrics[0]]
-            todo = [(obj, passed) for obj, passed in fired if obj._callbacks or manager_cbs]
+            todo = [item for item in fired if item[0]._callbacks or manager_cbs]
             if todo:
                 self._session._callbacks.submit(self._fire, todo)
+            changed = [obj for obj, _ in fired]
             self._on_changed(changed)
             self._cond.notify_all()
-        return changed
+            return changed
+        return []
 
     def _on_changed(self, objs: list) -> None:
         """Hook for subclasses, called with the lock held after objects changed."""

@@ -151,15 +151,13 @@ class UnitManager(Manager):
                                attribute="descriptions", value=descriptions)
         checked, calls = [], []
         for i, d in enumerate(descs):
-            if type(d) is dict:
-                d = ComputeUnitDescription(d)
-            elif not isinstance(d, ComputeUnitDescription):
+            if type(d) is not dict and not isinstance(d, ComputeUnitDescription):
                 raise BadParameter(f"descriptions[{i}]: expected a ComputeUnitDescription "
                                    f"or dict; got {type(d).__name__}",
                                    attribute="descriptions", value=d)
-            else:
-                d = d.copy()
             try:
+                # a dict is checked as it is converted: its errors name the index too
+                d = ComputeUnitDescription(d) if type(d) is dict else d.copy()
                 d.validate()
                 calls.append(_dump_call(d) if d.function is not None else None)
             except BadParameter as exc:
