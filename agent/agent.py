@@ -54,6 +54,7 @@ class Agent:
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.updates: dict[str, list] = {}
         self.first_update: float | None = None
+        self.now = time.time()
         self.ending: tuple[str, str] | None = None
         self.runtime_end = time.monotonic() + float(cfg["runtime"]) * 60
         self.beat_every = float(cfg.get("heartbeat_interval") or 1.0)
@@ -62,7 +63,9 @@ class Agent:
     # updates ------------------------------------------------------------------------
 
     def _step(self, uid: str, steps: tuple, extra: dict | None = None) -> None:
-        now = time.time()
+        # one timestamp per loop iteration: what happens in one iteration happens
+        # within microseconds, and a shared time makes batches smaller on the wire
+        now = self.now
         entry = self.updates.get(uid)
         if entry is None:
             self.updates[uid] = entry = [uid, [], None]
@@ -162,10 +165,11 @@ class Agent:
         for res in results:
             if res.slots is not None:
                 self.scheduler.release(res.slots)
-            extra = {"function": True, "exit_code": res.exit_code, "stdout": res.stdout,
-                     "stderr": res.stderr, "result": res.result,
-                     "result_file": res.result_file, "exception": res.exception,
-                     "traceback": res.traceback}
+            extra = {"function": True, "exit_code": res.exit_code, "result": res.result}
+            for key in ("stdout", "stderr", "result_file", "exception", "traceback"):
+                value = getattr(res, key)
+                if value:  # only what is there: most units print nothing and succeed
+                    extra[key] = value
             if cause is not None and not res.ok:
                 extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
                 self._step(res.uid, (states.FAILED,), extra)
@@ -237,6 +241,7 @@ class Agent:
                     if exc.errno != zmq.EINTR:
                         raise
                     ready = {}
+                self.now = time.time()
                 if wake_r in ready:
                     try:
                         while os.read(wake_r, 4096):
@@ -296,6 +301,7 @@ class Agent:
 
     def _shutdown(self, state: str, cause: str) -> None:
         """End every unit still here: running ones are killed and FAILED."""
+        self.now = time.time()
         why = f"pilot {self.pilot} ended ({state}: {cause}) before the unit finished"
         self._finished(self.executor.reap())
         for uid in list(self.waiting):

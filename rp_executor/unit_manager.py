@@ -276,8 +276,8 @@ class UnitManager(Manager):
                     continue
                 if extra:
                     unit.exit_code = extra.get("exit_code", unit.exit_code)
-                    unit.stdout = extra.get("stdout", unit.stdout)
-                    unit.stderr = extra.get("stderr", unit.stderr)
+                    unit.stdout = extra.get("stdout", unit.stdout or "")
+                    unit.stderr = extra.get("stderr", unit.stderr or "")
                     if "function" in extra:
                         unit._result = extra
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
