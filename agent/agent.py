@@ -121,25 +121,24 @@ class Agent:
             function = "function" in unit
             if function and pool.idle == 0:
                 continue
-            d = unit["description"]
-            cores = d["cpu_processes"] * d["cpu_threads"]
-            gpus = d["gpu_processes"]
-            mpi = d["cpu_process_type"] == "MPI"
-            error = self.scheduler.check(cores, gpus, mpi=mpi,
-                                         cores_per_process=d["cpu_threads"])
+            d = unit["description"]   # only what differs from the defaults
+            threads = d.get("cpu_threads", 1)
+            cores = d.get("cpu_processes", 1) * threads
+            gpus = d.get("gpu_processes", 0)
+            mpi = d.get("cpu_process_type") == "MPI"
+            error = self.scheduler.check(cores, gpus, mpi=mpi, cores_per_process=threads)
             if error:
                 placed.append(uid)
                 self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {error}"})
                 continue
-            slots = self.scheduler.allocate(cores, gpus, mpi=mpi,
-                                            cores_per_process=d["cpu_threads"])
+            slots = self.scheduler.allocate(cores, gpus, mpi=mpi, cores_per_process=threads)
             if slots is None:
                 continue
             placed.append(uid)
             if function:
                 pool.submit(uid, unit["function"], unit["args"], slots,
-                            cpu_threads=d["cpu_threads"], gpus=slots.gpu_indices,
-                            name=d["name"])
+                            cpu_threads=threads, gpus=slots.gpu_indices,
+                            name=d.get("name"))
             else:
                 self.executor.launch(unit, slots)
             self._step(uid, _STARTED)

@@ -57,12 +57,13 @@ def python_for(rcfg: dict) -> str:
     return rcfg.get("python_interpreter") or sys.executable
 
 
-def sweep_local_processes(session_id: str, pilot_id: str | None = None) -> int:
-    """Kill processes on this machine started for ``session_id`` (and ``pilot_id``).
+def sweep_local_processes(session_id: str, pilot_id: str, sandbox: str | None) -> int:
+    """Kill processes on this machine that a pilot started and left behind.
 
     Used when an agent died without cleaning up (SIGKILL): its units carry
-    ``RP_SESSION_ID`` and ``RP_PILOT_ID`` in their environment. Returns how many
-    processes were killed.
+    ``RP_SESSION_ID``, ``RP_PILOT_ID`` and ``RP_PILOT_SANDBOX`` in their environment,
+    and all three must match, so that another session that happens to reuse the uid
+    is left alone. Returns how many processes were killed.
     """
     import psutil
 
@@ -75,9 +76,8 @@ def sweep_local_processes(session_id: str, pilot_id: str | None = None) -> int:
             env = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if env.get("RP_SESSION_ID") != session_id:
-            continue
-        if pilot_id is not None and env.get("RP_PILOT_ID") != pilot_id:
+        if env.get("RP_SESSION_ID") != session_id or env.get("RP_PILOT_ID") != pilot_id \
+                or env.get("RP_PILOT_SANDBOX") != sandbox:
             continue
         victims.append(proc)
     for proc in victims:
@@ -88,7 +88,7 @@ def sweep_local_processes(session_id: str, pilot_id: str | None = None) -> int:
     if victims:
         psutil.wait_procs(victims, timeout=3)
         log.info("killed %d leftover process(es) of %s %s", len(victims), session_id,
-                 pilot_id or "")
+                 pilot_id)
     return len(victims)
 
 

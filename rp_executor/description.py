@@ -45,6 +45,10 @@ _IMMUTABLE = (type(None), bool, int, float, str, bytes, tuple, frozenset)
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 
 
+_EMPTY_LIST: list = []   # shared by snapshots; never modified
+_EMPTY_DICT: dict = {}
+
+
 def _scalar_hint(hint: Any) -> bool:
     """Whether every value the hint admits is an immutable scalar."""
     return all(m in _SCALAR_TYPES for m in _flatten(hint))
@@ -399,7 +403,28 @@ class Description:
                 d[name] = tv()          # the common empty default: no deepcopy machinery
             else:
                 d[name] = copy.deepcopy(value, memo)
-        new.__dict__.update(d)
+        new.__dict__ = d
+        return new
+
+    def _snapshot(self) -> "Description":
+        """A copy for a manager to keep: like :meth:`copy`, but empty lists and dicts
+        are shared read-only placeholders (a manager never changes a description, and
+        100,000 units would otherwise hold 700,000 empty containers)."""
+        new = type(self).__new__(type(self))
+        d = dict(self.__dict__)
+        scalars = _SCALAR_TYPES
+        for name in self._copied:
+            value = d[name]
+            tv = type(value)
+            if tv in scalars:
+                continue
+            if tv is list and not value:
+                d[name] = _EMPTY_LIST
+            elif tv is dict and not value:
+                d[name] = _EMPTY_DICT
+            else:
+                d[name] = copy.deepcopy(value)
+        new.__dict__ = d
         return new
 
     def __eq__(self, other: object) -> bool:

@@ -271,7 +271,7 @@ class PilotManager(Manager):
             log.exception("removing the block of %s failed", pilot.uid)
         pilot._block_gone = True
         if not pilot._said_bye and self._session._is_local(pilot):
-            block.sweep_local_processes(self._session.uid, pilot.uid)
+            block.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
 
     # watching -----------------------------------------------------------------------
 
@@ -303,7 +303,7 @@ class PilotManager(Manager):
                                        f"({detail})")
                 p._block_gone = True
                 if self._session._is_local(p):
-                    block.sweep_local_processes(self._session.uid, p.uid)
+                    block.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
             elif now - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")

@@ -215,7 +215,9 @@ class Session:
         self._channel.close()
         if terminate:
             from .block import sweep_local_processes
-            sweep_local_processes(self._uid)
+            for pilot in self._pilots.values():
+                if self._is_local(pilot) and pilot.pilot_sandbox:
+                    sweep_local_processes(self._uid, pilot.uid, pilot.pilot_sandbox)
         if cleanup:
             import shutil
             for pilot in self._pilots.values():

@@ -30,7 +30,9 @@ class Stateful:
     def __init__(self, uid: str, manager: "Manager") -> None:
         self._uid = uid
         self._state: str | None = None
-        self._history: list[tuple[str, float]] = []
+        # flat [state, time, state, time, ...]: a unit passes ~16 states, and pairs as
+        # tuples would cost ~1 KiB per unit more
+        self._history: list = []
         self._callbacks: dict | None = None
         self._manager = manager
 
@@ -52,7 +54,8 @@ class Stateful:
         the reporter gave them.
         """
         with self._manager._lock:
-            return list(self._history)
+            flat = self._history
+            return list(zip(flat[::2], flat[1::2]))
 
     def register_callback(self, cb: Callable, cb_data: Any = None) -> None:
         """Call ``cb(obj, state)`` (or ``cb(obj, state, cb_data)``) on every state change.
@@ -183,21 +186,23 @@ class Manager:
             for target, ts in steps:
                 passed = progress(current, target)
                 if passed:
-                    history.extend([(state, ts) for state in passed])
+                    for state in passed:
+                        history.append(state)
+                        history.append(ts)
                     current = passed[-1]
                 elif current != target:
                     log.debug("%s: ignored %s -> %s", obj._uid, current, target)
             if len(history) > start:
                 obj._state = current
-                new = history[start:]
-                names = [s for s, _ in new]
+                names = history[start::2]
+                times = history[start + 1::2]
                 # one journal row per object and batch: its states and their times (one
                 # time when they share it, as states reported together mostly do)
-                first = new[0][1]
-                if all(t == first for _, t in new):
+                first = times[0]
+                if all(t == first for t in times):
                     stamps = repr(first)
                 else:
-                    stamps = ",".join([repr(t) for _, t in new])
+                    stamps = ",".join([repr(t) for t in times])
                 rows.append((kind, obj._uid, ",".join(names), stamps))
                 fired.append((obj, names))
         if rows:

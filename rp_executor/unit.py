@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, Callable, Sequence
 
 from . import states
@@ -17,8 +18,8 @@ class ComputeUnit(Stateful):
     (the last 1024 characters) are set when the unit ends.
     """
 
-    __slots__ = ("_description", "exit_code", "stdout", "stderr", "_pilot", "_sandbox",
-                 "_cause", "_call", "_result", "__weakref__")
+    __slots__ = ("_description", "exit_code", "stdout", "stderr", "_pilot", "_call",
+                 "_result", "__weakref__")
     _kind = "unit"
 
     def __init__(self, uid: str, umgr: Any, description: Any) -> None:
@@ -28,10 +29,10 @@ class ComputeUnit(Stateful):
         self.stdout: str | None = None
         self.stderr: str | None = None
         self._pilot: Any = None
-        self._sandbox: str | None = None
-        self._cause: str | None = None
         self._call: tuple | None = None      # (function, arguments) in wire form
-        self._result: dict | None = None     # what the agent sent back for a function
+        # what the agent sent back for a function: (result, result_file, exception,
+        # traceback), and the unpickled value or error once asked for
+        self._result: list | None = None
 
     # identity ---------------------------------------------------------------------
 
@@ -69,8 +70,13 @@ class ComputeUnit(Stateful):
 
     @property
     def unit_sandbox(self) -> str | None:
-        """The unit's working directory on the resource, once it is bound to a pilot."""
-        return self._sandbox
+        """The unit's working directory on the resource, once it is bound to a pilot
+        that was launched: the description's ``sandbox`` (relative to the pilot
+        sandbox) or ``<pilot sandbox>/<unit uid>``."""
+        pilot_sandbox = self._pilot.pilot_sandbox if self._pilot is not None else None
+        if pilot_sandbox is None:
+            return None
+        return os.path.join(pilot_sandbox, self._description.sandbox or self._uid)
 
     sandbox = unit_sandbox
     working_directory = unit_sandbox
@@ -99,12 +105,12 @@ class ComputeUnit(Stateful):
         Unpickled on first access; large results are read from the unit sandbox.
         """
         res = self._result
-        if not res or self._state != states.DONE:
+        if res is None or self._state != states.DONE:
             return None
-        if "value" not in res:
+        if len(res) == 4:
             from .function import load_result
-            res["value"] = load_result(res.get("result"), res.get("result_file"))
-        return res["value"]
+            res.append(load_result(res[0], res[1]))
+        return res[4]
 
     @property
     def exception(self) -> BaseException | None:
@@ -113,18 +119,19 @@ class ComputeUnit(Stateful):
         its pilot ended) a ``RuntimeError`` with the reason. None unless FAILED."""
         if self._state != states.FAILED:
             return None
+        if self._call is None:
+            return None
         res = self._result
         if res is None:
-            if self._call is None:
-                return None
-            res = self._result = {}
-        if "error" not in res:
+            res = self._result = [None, None, None, None]
+        if len(res) == 4:
             from .function import load_exception
-            if res.get("exception") is not None:
-                res["error"] = load_exception(res["exception"], res.get("traceback"))
+            if res[2] is not None:
+                error = load_exception(res[2], res[3])
             else:
-                res["error"] = RuntimeError((self.stderr or "the unit failed").strip())
-        return res["error"]
+                error = RuntimeError((self.stderr or "the unit failed").strip())
+            res.append(error)
+        return res[4]
 
     # operations ---------------------------------------------------------------------
 

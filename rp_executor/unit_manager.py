@@ -17,10 +17,11 @@ from .unit import ComputeUnit
 
 log = logging.getLogger(__name__)
 
-# what the agent needs of a description; the rest (metadata, staging, ...) stays here
-_AGENT_FIELDS = ("executable", "arguments", "environment", "pre_exec", "post_exec", "stdout",
-                 "stderr", "cpu_processes", "cpu_process_type", "cpu_threads",
-                 "gpu_processes", "name", "sandbox")
+# what the agent needs of a description, with the defaults it assumes for missing ones;
+# the rest (metadata, staging, ...) stays here
+_AGENT_FIELDS = tuple((name, ComputeUnitDescription._attrs[name].default) for name in (
+    "executable", "arguments", "environment", "pre_exec", "post_exec", "stdout", "stderr",
+    "cpu_processes", "cpu_process_type", "cpu_threads", "gpu_processes", "name", "sandbox"))
 
 # the states a unit passes in the client before it is handed to the agent
 _TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
@@ -157,7 +158,7 @@ class UnitManager(Manager):
                                    attribute="descriptions", value=d)
             try:
                 # a dict is checked as it is converted: its errors name the index too
-                d = ComputeUnitDescription(d) if type(d) is dict else d.copy()
+                d = (ComputeUnitDescription(d) if type(d) is dict else d)._snapshot()
                 d.validate()
                 calls.append(_dump_call(d) if d.function is not None else None)
             except BadParameter as exc:
@@ -254,7 +255,6 @@ class UnitManager(Manager):
             else:
                 pilot = live[next(self._turn) % len(live)]
             u._pilot = pilot
-            u._sandbox = f"{pilot.pilot_sandbox}/{u.uid}" if pilot.pilot_sandbox else None
             batches.setdefault(pilot, []).append(u)
         for pilot, group in batches.items():
             self._by_pilot[pilot.uid].update(u.uid for u in group)
@@ -279,7 +279,8 @@ class UnitManager(Manager):
                     unit.stdout = extra.get("stdout", unit.stdout or "")
                     unit.stderr = extra.get("stderr", unit.stderr or "")
                     if "function" in extra:
-                        unit._result = extra
+                        unit._result = [extra.get("result"), extra.get("result_file"),
+                                        extra.get("exception"), extra.get("traceback")]
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
                     # no client-side output staging yet: the unit is done here
                     now = now or time.time()
@@ -330,8 +331,9 @@ class UnitManager(Manager):
 
 def _wire_unit(unit: ComputeUnit) -> dict:
     d = unit._description.__dict__
-    wired = {"uid": unit._uid, "sandbox": unit._sandbox,
-             "description": {k: d[k] for k in _AGENT_FIELDS}}
+    # only what differs from the defaults: most units set a few attributes
+    wired = {"uid": unit._uid,
+             "description": {k: d[k] for k, default in _AGENT_FIELDS if d[k] != default}}
     if unit._call is not None:
         wired["function"], wired["args"] = unit._call
     return wired

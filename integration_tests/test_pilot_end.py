@@ -1,0 +1,67 @@
+"""A pilot ends by runtime, by a killed agent or with the session; its units end too."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+import rp_executor as rp
+from support import agent_process, alive, assert_no_session_processes, sleep, wait_for
+
+
+@pytest.mark.timeout(150)
+def test_pilot_ends_done_at_its_runtime_and_fails_unfinished_units(session, pmgr):
+    pilot = pmgr.submit_pilots(rp.ComputePilotDescription(
+        resource="local.localhost", cores=2, runtime=1))
+    umgr = rp.UnitManager(session)
+    umgr.add_pilots(pilot)
+    units = umgr.submit_units([sleep(300), sleep(300), sleep(300)])  # the third waits
+    assert pilot.wait(timeout=100) == rp.DONE, (pilot.state, pilot.log)
+    assert umgr.wait_units(timeout=10) == [rp.FAILED] * 3
+    for u in units:
+        assert "runtime" in u.stderr, u.stderr
+        assert pilot.uid in u.stderr, u.stderr
+    ran = units[:2]
+    assert all(u.exit_code is not None for u in ran), [u.exit_code for u in ran]
+    assert_no_session_processes(session.uid, pilot.uid)
+
+
+@pytest.mark.timeout(90)
+def test_killed_agent_fails_its_pilot_and_units(session, pilot, umgr):
+    units = umgr.submit_units([sleep(100), sleep(100), sleep(100)])  # the third waits
+    umgr.wait_units([u.uid for u in units[:2]], state=rp.EXECUTING, timeout=20)
+    agent = agent_process(pilot)
+
+    start = time.monotonic()
+    agent.send_signal(signal.SIGKILL)
+    assert pilot.wait(timeout=30) == rp.FAILED, (pilot.state, pilot.log)
+    assert umgr.wait_units(timeout=30 - (time.monotonic() - start)) == [rp.FAILED] * 3
+    assert time.monotonic() - start < 30
+    for u in units:
+        assert pilot.uid in u.stderr, u.stderr
+    assert_no_session_processes(session.uid, pilot.uid, within=5)
+    assert not alive(int(pilot.job_id))
+
+
+@pytest.mark.timeout(90)
+def test_closing_the_session_leaves_no_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    session = rp.Session()
+    try:
+        pmgr = rp.PilotManager(session)
+        pilots = pmgr.submit_pilots([rp.ComputePilotDescription(
+            resource="local.localhost", cores=2, runtime=10) for _ in range(2)])
+        umgr = rp.UnitManager(session)
+        umgr.add_pilots(pilots)
+        units = umgr.submit_units([sleep(100) for _ in range(6)])  # 4 run, 2 wait
+        wait_for(lambda: sum(u.state == rp.EXECUTING for u in units) == 4, 20,
+                 "four running units")
+        agents = [agent_process(p) for p in pilots]
+    finally:
+        session.close()
+    assert_no_session_processes(session.uid, within=1)
+    assert not any(alive(a.pid) for a in agents)
+    assert all(u.state in rp.FINAL for u in units), [u.state for u in units]
+    assert [p.state for p in pilots] == [rp.CANCELED] * 2
