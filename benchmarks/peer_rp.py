@@ -74,6 +74,14 @@ def pilot_session(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
                                f"expected {rp.PMGR_ACTIVE}")
         umgr = rp.UnitManager(session)
         umgr.add_pilots(pilot)
+        # the targets hold "with the full state model, journal and callbacks on":
+        # a state callback sees every state of every unit
+        seen = [0]
+
+        def count_states(unit: Any, state: str) -> None:
+            seen[0] += 1
+
+        umgr.register_callback(count_states)
         yield umgr, {"rp_session_s": t1 - t0, "rp_startup_s": t3 - t2}
     finally:
         session.close()
