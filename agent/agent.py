@@ -47,9 +47,13 @@ class Agent:
                           cores_per_node=cfg.get("cores_per_node"),
                           gpus_per_node=cfg.get("gpus_per_node") or None)
         self.scheduler = Scheduler(self.rm.nodes)
+        # one pipe wakes the loop: SIGCHLD writes to it, and so do the launchers
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
         self.executor = ForkExecutor(self.sandbox, {
             "RP_SESSION_ID": cfg["session_id"], "RP_PILOT_ID": self.pilot,
-            "RP_PILOT_SANDBOX": str(self.sandbox)})
+            "RP_PILOT_SANDBOX": str(self.sandbox)}, wake=self._wake)
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.updates: dict[str, list] = {}
@@ -59,6 +63,12 @@ class Agent:
         self.runtime_end = time.monotonic() + float(cfg["runtime"]) * 60
         self.beat_every = float(cfg.get("heartbeat_interval") or 1.0)
         self.client_timeout = float(cfg.get("heartbeat_timeout") or 60.0)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:
+            pass  # full: the loop is due to wake up anyway
 
     # updates ------------------------------------------------------------------------
 
@@ -201,10 +211,8 @@ class Agent:
         keys = wire.KeyPair(self.cfg["public"], self.cfg["secret"])
         sock = wire.connect_agent(ctx, self.pilot, self.cfg["endpoint"],
                                   self.cfg["server_public"], keys)
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        wake_r = self.wake_r
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, lambda signum, _: self._end(
             states.CANCELED, f"the agent got signal {signum}"))

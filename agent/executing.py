@@ -13,15 +13,17 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import queue
 import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 from .scheduler import Slots
 
@@ -90,21 +92,38 @@ class ForkExecutor:
 
     ``pilot_sandbox`` holds the unit sandboxes; ``base_env`` (for example
     ``RP_SESSION_ID``, ``RP_PILOT_ID``) is added to every unit's environment.
-    Not thread-safe: one loop drives it.
+
+    One loop drives it (``launch``, ``reap``, ``cancel``, ``kill_all``). Starting a
+    process (sandbox, output files, fork and exec) takes most of a unit's cost and
+    ``fork_exec`` releases the GIL, so ``launchers`` threads (a fixed number, not one
+    per unit) do it in parallel; ``wake`` is called when a launch failed, so that the
+    loop reaps the failure (a started process wakes it with SIGCHLD).
     """
 
     def __init__(self, pilot_sandbox: Path | str, base_env: Mapping[str, str] | None = None,
-                 kill_grace: float = KILL_GRACE) -> None:
+                 kill_grace: float = KILL_GRACE, launchers: int = 2,
+                 wake: Callable[[], None] | None = None) -> None:
         self.pilot_sandbox = Path(pilot_sandbox)
         self.base_env = dict(base_env or {})
         self.kill_grace = kill_grace
+        self._env = {**os.environ, **self.base_env}   # decoded once, copied per unit
         self._running: dict[str, _Running] = {}
         self._failed: list[Finished] = []
+        self._starting: set[str] = set()      # handed to a launcher, not started yet
+        self._cancel_early: set[str] = set()  # canceled while starting
+        self._lock = threading.Lock()
+        self._wake = wake or (lambda: None)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._launchers = [threading.Thread(target=self._launch_loop, daemon=True,
+                                            name=f"rp-launcher-{i}")
+                           for i in range(max(1, launchers))]
+        for thread in self._launchers:
+            thread.start()
 
     @property
     def running(self) -> int:
-        """How many units have a process that has not been reaped yet."""
-        return len(self._running)
+        """How many units are starting or have a process not reaped yet."""
+        return len(self._running) + len(self._starting)
 
     @property
     def reap_timeout(self) -> float | None:
@@ -131,9 +150,24 @@ class ForkExecutor:
         """Start ``unit`` (``{"uid": ..., "description": {...}}``) on ``slots``.
 
         Never blocks on the unit and never raises for a bad unit: a failure to
-        start is written to the unit's stderr file and reported by the next
+        start is written to the unit's stderr file and reported by a later
         ``reap()``.
         """
+        with self._lock:
+            self._starting.add(unit["uid"])
+        self._queue.put((unit, slots))
+
+    def _launch_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._start(*item)
+            except Exception:  # a launcher must survive anything a unit does
+                logger.exception("launching %s failed", item[0].get("uid"))
+
+    def _start(self, unit: Mapping[str, Any], slots: Slots) -> None:
         uid = unit["uid"]
         started = time.time()
         descr = unit.get("description") or {}
@@ -145,7 +179,8 @@ class ForkExecutor:
         except OSError as exc:
             logger.warning("unit %s: cannot create sandbox %s: %s", uid, sandbox, exc)
             msg = f"rp_executor: cannot create unit sandbox '{sandbox}': {exc.strerror or exc}"
-            self._failed.append(Finished(uid, 1, "", msg, False, slots, started, time.time(), sandbox))
+            self._failed_now(Finished(uid, 1, "", msg, False, slots, started, time.time(),
+                                      sandbox))
             return
         try:
             argv = self._command(uid, descr, sandbox)
@@ -159,7 +194,8 @@ class ForkExecutor:
         except OSError as exc:
             logger.warning("unit %s: cannot open output files: %s", uid, exc)
             msg = f"rp_executor: cannot open unit output file: {exc}"
-            self._failed.append(Finished(uid, 1, "", msg, False, slots, started, time.time(), sandbox))
+            self._failed_now(Finished(uid, 1, "", msg, False, slots, started, time.time(),
+                                      sandbox))
             return
         try:
             with fout, ferr:
@@ -174,8 +210,24 @@ class ForkExecutor:
             self._fail(uid, code, f"rp_executor: cannot execute '{argv[0]}': {reason}",
                        slots, started, sandbox, out, err)
             return
-        self._running[uid] = _Running(proc, slots, started, sandbox, out, err)
+        run = _Running(proc, slots, started, sandbox, out, err)
+        with self._lock:
+            self._starting.discard(uid)
+            self._running[uid] = run
+            canceled = uid in self._cancel_early
+            self._cancel_early.discard(uid)
         logger.debug("unit %s: started pid %d: %s", uid, proc.pid, argv)
+        if canceled:
+            self._terminate(uid, run)
+        else:
+            self._wake()  # it may already have ended, its SIGCHLD seen before it was here
+
+    def _failed_now(self, result: Finished) -> None:
+        with self._lock:
+            self._starting.discard(result.uid)
+            self._cancel_early.discard(result.uid)
+            self._failed.append(result)
+        self._wake()
 
     def _fail(self, uid: str, code: int, msg: str, slots: Slots, started: float,
               sandbox: Path, out: Path, err: Path) -> None:
@@ -185,8 +237,8 @@ class ForkExecutor:
                 f.write(msg + "\n")
         except OSError as exc:
             logger.warning("unit %s: cannot write %s: %s", uid, err, exc)
-        self._failed.append(Finished(uid, code, tail(out, "stdout"), msg + "\n", False,
-                                     slots, started, time.time(), sandbox))
+        self._failed_now(Finished(uid, code, tail(out, "stdout"), msg + "\n", False,
+                                  slots, started, time.time(), sandbox))
 
     def _command(self, uid: str, descr: Mapping[str, Any], sandbox: Path) -> list[str]:
         exe = descr.get("executable")
@@ -203,8 +255,7 @@ class ForkExecutor:
 
     def _environment(self, uid: str, descr: Mapping[str, Any], sandbox: Path,
                      slots: Slots) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.base_env)
+        env = dict(self._env)
         env["RP_UNIT_ID"] = uid
         if descr.get("name"):
             env["RP_UNIT_NAME"] = str(descr["name"])
@@ -224,9 +275,11 @@ class ForkExecutor:
         Also sends SIGKILL to canceled units still alive ``kill_grace`` seconds
         after their SIGTERM.
         """
-        done, self._failed = self._failed, []
+        with self._lock:
+            done, self._failed = self._failed, []
+            running = list(self._running.items())
         now = time.monotonic()
-        for uid, run in list(self._running.items()):
+        for uid, run in running:
             rc = run.proc.poll()
             if rc is None:
                 if run.kill_at is not None and now >= run.kill_at:
@@ -238,7 +291,8 @@ class ForkExecutor:
         return done
 
     def _finish(self, uid: str, rc: int) -> Finished:
-        run = self._running.pop(uid)
+        with self._lock:
+            run = self._running.pop(uid)
         canceled = run.kill_at is not None
         if canceled:
             # the group can outlive its leader (background children)
@@ -251,24 +305,51 @@ class ForkExecutor:
 
         Returns False if the unit is not running (unknown, or its process has
         already ended: it is then reported by ``reap`` as it ended).  The unit
-        shows up in ``reap()`` with ``canceled=True``.
+        shows up in ``reap()`` with ``canceled=True``; one still being started is
+        terminated as soon as it has started.
         """
-        run = self._running.get(uid)
+        with self._lock:
+            if uid in self._starting:
+                self._cancel_early.add(uid)
+                return True
+            run = self._running.get(uid)
         if run is None or run.proc.poll() is not None:
             return False
+        self._terminate(uid, run)
+        return True
+
+    def _terminate(self, uid: str, run: _Running) -> None:
         if run.kill_at is None:
             run.kill_at = time.monotonic() + self.kill_grace
             logger.debug("unit %s: canceling (SIGTERM to group %d)", uid, run.proc.pid)
             _killpg(run.proc.pid, signal.SIGTERM)
-        return True
+        self._wake()  # so that the loop sets its timer for the SIGKILL
 
     def kill_all(self) -> list[Finished]:
         """End every unit's process group and reap them all (for shutdown).
 
-        Sends SIGTERM, waits up to ``kill_grace`` seconds, then SIGKILL.
-        Returns the results not yet reported; the units that were still running
-        are ``canceled``.
+        Stops the launchers, sends SIGTERM, waits up to ``kill_grace`` seconds, then
+        SIGKILL. Returns the results not yet reported; the units that were still
+        running are ``canceled``.
         """
+        with self._lock:
+            self._cancel_early.update(self._starting)
+        for _ in self._launchers:
+            self._queue.put(None)
+        for thread in self._launchers:
+            if thread is not threading.current_thread():
+                thread.join()
+        # units queued behind the stop markers never started: they failed to start
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                unit, slots = item
+                now = time.time()
+                self._failed_now(Finished(unit["uid"], 1, "", "rp_executor: not started",
+                                          True, slots, now, now, None))
         for uid in list(self._running):
             self.cancel(uid)  # a unit that already ended is reported as it ended
         deadline = time.monotonic() + self.kill_grace
@@ -279,7 +360,8 @@ class ForkExecutor:
         for run in self._running.values():
             if run.proc.poll() is None:
                 _killpg(run.proc.pid, signal.SIGKILL)
-        done, self._failed = self._failed, []
+        with self._lock:
+            done, self._failed = self._failed, []
         for uid, run in list(self._running.items()):
             done.append(self._finish(uid, run.proc.wait()))
         return done

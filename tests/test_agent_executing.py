@@ -115,11 +115,16 @@ def test_omp_threads_and_cuda_devices_follow_the_slots(ex, monkeypatch):
     assert res.stdout == "4 1,3\n"
 
 
-def test_cuda_devices_map_through_the_blocks_own_visible_devices(ex, monkeypatch):
+def test_cuda_devices_map_through_the_blocks_own_visible_devices(tmp_path, monkeypatch):
+    # the agent's environment when it starts is the block's
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
-    slots = Slots([NodeSlot("localhost", (0,), (1, 3))])
-    res = run_one(ex, unit("unit.000007", "/usr/bin/env"), slots)
-    assert "CUDA_VISIBLE_DEVICES=5,7\n" in res.stdout
+    ex = ForkExecutor(tmp_path / "pilot")
+    try:
+        slots = Slots([NodeSlot("localhost", (0,), (1, 3))])
+        res = run_one(ex, unit("unit.000007", "/usr/bin/env"), slots)
+        assert "CUDA_VISIBLE_DEVICES=5,7\n" in res.stdout
+    finally:
+        ex.kill_all()
 
 
 def test_custom_stdout_and_stderr_names_and_sandbox(ex, tmp_path):
