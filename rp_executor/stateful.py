@@ -221,14 +221,22 @@ class Manager:
         """Hook for subclasses, called with the lock held after objects changed."""
 
     def _fire(self, todo: list[tuple[Stateful, list[str]]]) -> None:
-        # runs on the callback thread
-        manager_cbs = self._callbacks[self._metrics[0]]
+        # runs on the callback thread: per object, every state in order, and per state
+        # the object's callbacks, then the manager's
+        manager_cbs = list(self._callbacks[self._metrics[0]].values())
         for obj, passed in todo:
+            cbs = manager_cbs if not obj._callbacks else \
+                [*obj._callbacks.values(), *manager_cbs]
             for state in passed:
-                for cb, data in list((obj._callbacks or {}).values()):
-                    _call_logged(cb, obj, state, data)
-                for cb, data in list(manager_cbs.values()):
-                    _call_logged(cb, obj, state, data)
+                for cb, data in cbs:
+                    try:
+                        if data is None:
+                            cb(obj, state)
+                        else:
+                            cb(obj, state, data)
+                    except Exception:
+                        log.exception("callback %s failed for %s (%s)",
+                                      getattr(cb, "__qualname__", cb), obj._uid, state)
 
     def _fire_metric(self, metric: str, value: Any) -> None:
         """Queue the callbacks of a non-state metric with ``cb(self, value)``."""
