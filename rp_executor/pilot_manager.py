@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import block, states, wire
 from .constants import PILOT_STATE, PMGR_METRICS
