@@ -23,7 +23,8 @@ import zmq
 from rp_executor import states, wire
 from .executing import ForkExecutor, Finished
 from .function_pool import FuncResult, FunctionPool
-from .resource_manager import RESOURCE_MANAGERS
+from .launch_methods import LaunchMethods
+from .resource_manager import make_resource_manager
 from .scheduler import Scheduler
 
 log = logging.getLogger("rp_executor.agent")
@@ -42,10 +43,7 @@ class Agent:
         self.cfg = cfg
         self.pilot = cfg["pilot_id"]
         self.sandbox = Path(cfg["sandbox"])
-        manager = RESOURCE_MANAGERS[cfg.get("resource_manager") or "local"]
-        self.rm = manager(cores=cfg["cores"], gpus=cfg.get("gpus") or 0,
-                          cores_per_node=cfg.get("cores_per_node"),
-                          gpus_per_node=cfg.get("gpus_per_node") or None)
+        self.rm = make_resource_manager(cfg)
         self.scheduler = Scheduler(self.rm.nodes)
         # one pipe wakes the loop: SIGCHLD writes to it, and so do the launchers
         self.wake_r, self.wake_w = os.pipe()
@@ -53,9 +51,17 @@ class Agent:
         os.set_blocking(self.wake_w, False)
         self.executor = ForkExecutor(self.sandbox, {
             "RP_SESSION_ID": cfg["session_id"], "RP_PILOT_ID": self.pilot,
-            "RP_PILOT_SANDBOX": str(self.sandbox)}, wake=self._wake)
+            "RP_PILOT_SANDBOX": str(self.sandbox)}, wake=self._wake,
+            launch=LaunchMethods.from_config(cfg))
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self.prioritized = False   # a waiting unit has a priority: keep them sorted
+        # staging (only units with directives): a worker thread started on first use,
+        # the units with output directives, and the units whose staging runs now with
+        # what they finished with (None while staging in)
+        self.stager: Any = None
+        self.staging_out: dict[str, dict] = {}
+        self.staging: dict[str, tuple[dict, dict | None]] = {}
         self.updates: dict[str, list] = {}
         self.first_update: float | None = None
         self.now = time.time()
@@ -109,9 +115,80 @@ class Agent:
     # units --------------------------------------------------------------------------
 
     def _receive(self, units: list[dict]) -> None:
+        waiting = self.waiting
         for unit in units:
-            self.waiting[unit["uid"]] = unit
+            if "staging" in unit and self._stage_in(unit):
+                continue
+            waiting[unit["uid"]] = unit
             self._step(unit["uid"], _ARRIVED)
+            if "priority" in unit["description"]:   # wired only when not 0
+                self.prioritized = True
+        if self.prioritized:
+            # higher priority first; the sort is stable, so equal priorities keep
+            # their order of arrival. Only paid while prioritized units wait.
+            self.waiting = collections.OrderedDict(sorted(waiting.items(), key=_priority))
+
+    # staging (rp_executor.staging, imported with the first unit that has directives)
+
+    def _stage_in(self, unit: dict) -> bool:
+        """Start a unit's input staging; False if it has none (it waits as usual)."""
+        uid, directives = unit["uid"], unit["staging"]
+        if directives["out"]:
+            self.staging_out[uid] = unit
+        if not directives["in"]:
+            return False
+        self.staging[uid] = (unit, None)
+        self._step(uid, (states.AGENT_STAGING_INPUT,))
+        self._stager_submit(("in", uid), unit, directives["in"], output=False)
+        return True
+
+    def _stage_out(self, uid: str, extra: dict) -> None:
+        unit = self.staging_out.pop(uid)
+        self.staging[uid] = (unit, extra)
+        self._step(uid, _ENDED)
+        self._stager_submit(("out", uid), unit, unit["staging"]["out"], output=True)
+
+    def _stager_submit(self, key: tuple, unit: dict, items: list, output: bool) -> None:
+        from rp_executor.staging import directives, local, worker
+        if self.stager is None:
+            self.stager = worker.Worker(wake=self._wake, name=f"rp-{self.pilot}-staging")
+        sandbox = self.executor.sandbox_of(unit)
+        paths = directives.Paths(unit=str(sandbox), pilot=str(self.sandbox),
+                                 resource=str(self.sandbox.parent.parent))
+
+        def job() -> list[str]:
+            sandbox.mkdir(parents=True, exist_ok=True)
+            return local.run(worker.resource_steps(items, paths, unit["uid"], output))
+        self.stager.submit(key, job)
+
+    def _staged(self) -> None:
+        """Go on with units whose staging in the agent ended."""
+        arrived = False
+        for (kind, uid), warnings, error in self.stager.collect():
+            held = self.staging.pop(uid, None)
+            if held is None:
+                continue   # canceled meanwhile
+            unit, extra = held
+            if kind == "in":
+                if error is not None:
+                    self.staging_out.pop(uid, None)
+                    self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {error}"})
+                    continue
+                self.waiting[uid] = unit
+                self._step(uid, (states.AGENT_SCHEDULING_PENDING,))
+                arrived = True
+                if "priority" in unit["description"]:
+                    self.prioritized = True
+                continue
+            for line in warnings or ():
+                extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {line}")
+            if error is not None:
+                extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {error}")
+                self._step(uid, (states.FAILED,), extra)
+            else:
+                self._step(uid, (states.UMGR_STAGING_OUTPUT_PENDING,), extra)
+        if arrived and self.prioritized:
+            self.waiting = collections.OrderedDict(sorted(self.waiting.items(), key=_priority))
 
     def _start_pool(self) -> None:
         env = {"RP_SESSION_ID": self.cfg["session_id"], "RP_PILOT_ID": self.pilot}
@@ -154,6 +231,8 @@ class Agent:
             self._step(uid, _STARTED)
         for uid in placed:
             del self.waiting[uid]
+        if not self.waiting:
+            self.prioritized = False
 
     def _finished(self, results: list[Finished], cause: str | None = None) -> None:
         for res in results:
@@ -166,7 +245,10 @@ class Agent:
             elif res.canceled:
                 self._step(res.uid, (states.CANCELED,), extra)
             elif res.exit_code == 0:
-                self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+                if self.staging_out and res.uid in self.staging_out:
+                    self._stage_out(res.uid, extra)
+                else:
+                    self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
             else:
                 self._step(res.uid, (*_ENDED, states.FAILED), extra)
 
@@ -185,13 +267,17 @@ class Agent:
             elif res.canceled:
                 self._step(res.uid, (states.CANCELED,), extra)
             elif res.ok:
-                self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+                if self.staging_out and res.uid in self.staging_out:
+                    self._stage_out(res.uid, extra)
+                else:
+                    self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
             else:
                 self._step(res.uid, (*_ENDED, states.FAILED), extra)
 
     def _cancel(self, uids: list[str]) -> None:
         for uid in uids:
-            if self.waiting.pop(uid, None) is not None:
+            if self.waiting.pop(uid, None) is not None or self.staging.pop(uid, None):
+                self.staging_out.pop(uid, None)
                 self._step(uid, (states.CANCELED,))
             elif self.pool.cancel(uid):
                 pass
@@ -214,8 +300,10 @@ class Agent:
         wake_r = self.wake_r
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        # the client cancels over the wire: a signal comes from the batch system
+        # (scancel, walltime) or a user, and ends the pilot FAILED
         signal.signal(signal.SIGTERM, lambda signum, _: self._end(
-            states.CANCELED, f"the agent got signal {signum}"))
+            states.FAILED, f"the agent got signal {signum}"))
         signal.signal(signal.SIGINT, signal.getsignal(signal.SIGTERM))
 
         resources = {**self.rm.info(), "hostname": socket.gethostname(), "pid": os.getpid(),
@@ -258,6 +346,8 @@ class Agent:
                 if sock in ready:
                     heard = time.monotonic()
                     self._drain(sock)
+                if self.stager is not None and self.stager.pending:
+                    self._staged()
                 self._functions_finished(self.pool.collect())
                 self._finished(self.executor.reap())
                 if self.waiting:
@@ -307,16 +397,29 @@ class Agent:
                     self._end(states.CANCELED, msg.cause)
 
     def _shutdown(self, state: str, cause: str) -> None:
-        """End every unit still here: running ones are killed and FAILED."""
+        """End every unit still here: running ones are killed and FAILED.
+
+        Units that never started are left to the client, which moves them to
+        another pilot or fails them when it learns that this pilot ended.
+        """
         self.now = time.time()
         why = f"pilot {self.pilot} ended ({state}: {cause}) before the unit finished"
         self._finished(self.executor.reap())
-        for uid in list(self.waiting):
-            self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {why}"})
+        for uid, (_, extra) in self.staging.items():
+            if extra is not None:   # it ran, but its output staging did not finish
+                self._step(uid, (states.FAILED,), {**extra, "stderr": _append(
+                    extra.get("stderr"), f"rp_executor: {why} (during output staging)")})
+        self.staging.clear()
+        if self.waiting:
+            log.info("%d unit(s) never started; the client re-routes them", len(self.waiting))
         self.waiting.clear()
         self._finished(self.executor.kill_all(), cause=why)
         self._functions_finished(self.pool.collect())
         self._functions_finished(self.pool.close(), cause=why)
+
+
+def _priority(item: tuple[str, dict]) -> int:
+    return -item[1]["description"].get("priority", 0)
 
 
 def _append(text: str | None, line: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from .launch_methods import LaunchError, LaunchMethods
 from .scheduler import Slots
 
 logger = logging.getLogger(__name__)
@@ -97,13 +98,18 @@ class ForkExecutor:
     process (sandbox, output files, fork and exec) takes most of a unit's cost and
     ``fork_exec`` releases the GIL, so ``launchers`` threads (a fixed number, not one
     per unit) do it in parallel; ``wake`` is called when a launch failed, so that the
-    loop reaps the failure (a started process wakes it with SIGCHLD).
+    loop reaps the failure (a started process wakes it with SIGCHLD). ``launch``
+    chooses the launch method per unit (``mpirun``, ``srun``...); without it, or
+    when both methods fork, a unit's command is exec'd as it is.
     """
 
     def __init__(self, pilot_sandbox: Path | str, base_env: Mapping[str, str] | None = None,
                  kill_grace: float = KILL_GRACE, launchers: int = 2,
-                 wake: Callable[[], None] | None = None) -> None:
+                 wake: Callable[[], None] | None = None,
+                 launch: LaunchMethods | None = None) -> None:
         self.pilot_sandbox = Path(pilot_sandbox)
+        # None or all-fork: units are exec'd as they are, at no extra cost
+        self._launch = None if launch is None or launch.trivial else launch
         self.base_env = dict(base_env or {})
         self.kill_grace = kill_grace
         self._env = {**os.environ, **self.base_env}   # decoded once, copied per unit
@@ -189,6 +195,15 @@ class ForkExecutor:
             logger.warning("unit %s: invalid description: %s", uid, exc)
             self._fail(uid, 1, f"rp_executor: invalid unit description: {exc}", slots, started, sandbox, out, err)
             return
+        method = self._launch.for_unit(descr) if self._launch is not None else None
+        if method is not None:
+            try:
+                argv = method.command(argv, descr, slots, env, sandbox)
+            except (LaunchError, OSError) as exc:
+                logger.warning("unit %s: cannot launch with %s: %s", uid, method.name, exc)
+                self._fail(uid, 1, f"rp_executor: cannot launch with {method.name}: {exc}",
+                           slots, started, sandbox, out, err)
+                return
         try:
             fout, ferr = open(out, "wb"), open(err, "wb")
         except OSError as exc:

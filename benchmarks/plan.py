@@ -63,6 +63,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
         ("htex", "benchmarks.peer_htex:fn_tput"),
         ("dask", "benchmarks.peer_dask:fn_tput"),
         ("ppe", "benchmarks.peer_local:ppe_fn_tput"),
+        ("client", "benchmarks.peer_client:fn_tput"),
     ), "no-op function throughput, submit all then wait all"),
     Measurement("latency", 500, 180, (
         ("rp", "benchmarks.peer_rp:latency"),
@@ -70,11 +71,17 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
         ("htex", "benchmarks.peer_htex:latency"),
         ("dask", "benchmarks.peer_dask:latency"),
         ("ppe", "benchmarks.peer_local:ppe_latency"),
+        ("client", "benchmarks.peer_client:latency"),
     ), "sequential single submit+wait round trips"),
     Measurement("exec_tput", 5_000, 180, (
         ("rp", "benchmarks.peer_rp:exec_tput"),
         ("raw", "benchmarks.peer_local:raw_exec_tput"),
     ), "/bin/true throughput: rp executable units vs a two-thread subprocess.run loop"),
+    Measurement("parsl_tput", 10_000, 300, (
+        ("rpex", "benchmarks.peer_parsl:fn_tput"),
+        ("htex", "benchmarks.peer_htex:fn_tput"),
+    ), "no-op Parsl python_app throughput: RPExecutor (one 2-core pilot) vs HTEX "
+       "(2 workers), submit all then wait all"),
     Measurement("queue", 100_000, 600, (
         ("rp", "benchmarks.peer_rp:queue"),
     ), "no-op function units queued in one session: all DONE, wall time, client peak RSS"),

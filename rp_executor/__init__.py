@@ -18,6 +18,9 @@ _EXPORTS = {
     "ComputePilot": ".pilot", "ComputePilotDescription": ".description",
     "UnitManager": ".unit_manager", "ComputeUnit": ".unit",
     "ComputeUnitDescription": ".description", "ResourceConfig": ".resource_config",
+    "Client": ".client", "Future": ".futures", "ClientExecutor": ".executor",
+    "AsCompleted": ".as_completed", "UnitFailed": ".futures",
+    "RPExecutor": ".parsl_executor",
 }
 _STAR_MODULES = (".states", ".constants", ".exceptions")
 

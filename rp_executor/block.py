@@ -21,7 +21,8 @@ def make_provider(rcfg: dict, description: Any, script_dir: Path) -> Any:
     """The Parsl provider that launches a pilot's block.
 
     A provider handed in with the description (``description.provider``) is used as
-    is; otherwise the resource config names the provider class and its arguments.
+    is; otherwise the resource config names the provider class and its arguments,
+    and the description sizes and names the block (:func:`batch.provider_kwargs`).
     The agent owns its whole allocation, so the block runs one agent through
     Parsl's ``SimpleLauncher``.
     """
@@ -37,7 +38,9 @@ def make_provider(rcfg: dict, description: Any, script_dir: Path) -> Any:
             raise BadParameter(f"resource {description.resource!r} names provider {name!r}, "
                                "which parsl.providers does not have",
                                attribute="provider", value=name)
-        kwargs = dict(rcfg.get("provider_args") or {})
+        from .batch import provider_kwargs
+
+        kwargs = {**(rcfg.get("provider_args") or {}), **provider_kwargs(rcfg, description)}
         kwargs.setdefault("launcher", SimpleLauncher())
         kwargs.setdefault("init_blocks", 0)
         provider = cls(**kwargs)

@@ -60,8 +60,8 @@ SERIAL = "Serial"
 SCHEDULER_ROUND_ROBIN = "round_robin"
 """Units are bound to the manager's pilots in turn, at submission."""
 SCHEDULER_BACKFILLING = "backfilling"
-"""Reserved for late binding to whichever pilot has room (not implemented yet)."""
+"""Units wait in the client until an active pilot has room for them (late binding)."""
 SCHEDULER_DEFAULT = SCHEDULER_ROUND_ROBIN
 """The scheduler of a UnitManager that names none."""
-SCHEDULERS = (SCHEDULER_ROUND_ROBIN,)
+SCHEDULERS = (SCHEDULER_ROUND_ROBIN, SCHEDULER_BACKFILLING)
 """The schedulers a UnitManager accepts."""

@@ -584,6 +584,8 @@ class ComputeUnitDescription(Description):
         Attr("cleanup", bool, False),
         Attr("pilot", str, "", doc="uid of a pilot to bind to early"),
         Attr("metadata", Any, None),
+        Attr("priority", int, 0, doc="units with a higher priority start first when "
+                                     "they wait for free cores on a pilot"),
     )
     _aliases = (
         Alias("cores", "cpu_processes", lambda v: v, lambda v: v, int),

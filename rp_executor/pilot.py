@@ -25,7 +25,7 @@ class ComputePilot(Stateful):
     __slots__ = ("_description", "_rcfg", "_provider", "job_id", "resource_details",
                  "log", "stdout", "stderr", "_sandboxes", "_io_lock", "_connected",
                  "_unsent", "_last_seen", "_canceling", "_said_bye", "_block_gone",
-                 "_umgrs", "_keys", "_launched", "__weakref__")
+                 "_umgrs", "_keys", "_launched", "_staged_out", "__weakref__")
     _kind = "pilot"
 
     def __init__(self, uid: str, pmgr: Any, description: Any) -> None:
@@ -49,6 +49,7 @@ class ComputePilot(Stateful):
         self._umgrs: list = []
         self._keys: wire.KeyPair | None = None
         self._launched = threading.Event()
+        self._staged_out = False   # the description's output_staging ran (once)
 
     # properties ---------------------------------------------------------------------
 
@@ -108,6 +109,27 @@ class ComputePilot(Stateful):
     def cancel(self) -> None:
         """Cancel the pilot: its agent stops, its block is removed; it ends CANCELED."""
         self._manager.cancel_pilots(self.uid)
+
+    def stage_in(self, directives: Any) -> None:
+        """Stage files into the pilot's staging area (``pilot://``), blocking until done.
+
+        Relative targets land in ``<pilot sandbox>/staging_area``; relative sources
+        are in the client's directory; ``globus://`` sources use the session's globus
+        context. Only TRANSFER (and TARBALL) is allowed, as in RADICAL-Pilot.
+
+        :raises BadParameter: a malformed directive, or COPY, LINK or MOVE.
+        :raises IncorrectState: the pilot was never launched (it has no sandbox).
+        :raises RuntimeError: ``'pilot staging failed: ...'``, naming the directive.
+        """
+        from .client_staging import stage_pilot
+        stage_pilot(self, directives, output=False, name="stage_in")
+
+    def stage_out(self, directives: Any) -> None:
+        """Stage files from the pilot's staging area to the client (or Globus),
+        blocking until done; relative sources are in the staging area, relative
+        targets in the client's directory. Raises as :meth:`stage_in`."""
+        from .client_staging import stage_pilot
+        stage_pilot(self, directives, output=True, name="stage_out")
 
     def register_callback(self, cb: Callable, metric: str | None = None,
                           cb_data: Any = None) -> None:

@@ -91,6 +91,8 @@ class PilotManager(Manager):
             else:
                 d = d.copy()
             d.validate()
+            if d.input_staging or d.output_staging:
+                _check_pilot_staging(d, i)
             self._session._resources.get(d.resource)  # raises DoesNotExist with suggestions
             checked.append(d)
         now = time.time()
@@ -131,6 +133,7 @@ class PilotManager(Manager):
         self._wait(pilots, None, _timeout)
         for p in pilots:
             self._remove_block(p)
+            self._stage_out(p)
 
     def close(self, terminate: bool = True) -> None:
         """Stop this manager; with ``terminate``, cancel its pilots first."""
@@ -149,6 +152,21 @@ class PilotManager(Manager):
         self._watcher.join(timeout=10)
         for p in self._pilots.values():
             self._remove_block(p)
+
+    def _stage_out(self, pilot: ComputePilot) -> None:
+        """Run the description's output_staging once, after the pilot ended; a
+        failure is logged and noted in ``pilot.log`` (the pilot is final already)."""
+        if pilot._staged_out or not pilot._description.output_staging \
+                or pilot.pilot_sandbox is None:
+            return
+        pilot._staged_out = True
+        from .client_staging import stage_pilot
+        try:
+            stage_pilot(pilot, pilot._description.output_staging, output=True,
+                        name="output_staging")
+        except Exception as exc:  # the pilot is final: report, do not raise from cancel
+            log.warning("%s: %s", pilot.uid, exc)
+            pilot.log.append(str(exc))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -172,6 +190,9 @@ class PilotManager(Manager):
                     p.log.append(cause)
                 for umgr in list(p._umgrs):
                     umgr._pilot_final(p, cause or p._state)
+            elif p._state == states.PMGR_ACTIVE:
+                for umgr in list(p._umgrs):
+                    umgr._pilot_active(p)
 
     # launching ----------------------------------------------------------------------
 
@@ -212,6 +233,11 @@ class PilotManager(Manager):
         pilot_sb.mkdir(parents=True, exist_ok=True)
         pilot._sandboxes = {"resource": str(resource_sb), "session": str(session_sb),
                             "pilot": str(pilot_sb)}
+        if pd.input_staging:
+            # before the block starts, so the agent's units find their inputs; a
+            # failure fails the pilot (the launcher's except clause)
+            from .client_staging import stage_pilot
+            stage_pilot(pilot, pd.input_staging, output=False, name="input_staging")
         pilot._keys = wire.KeyPair.generate()
         session._channel.allow(pilot._keys.public)
         cfg_path = pilot_sb / "agent.cfg.json"
@@ -224,6 +250,9 @@ class PilotManager(Manager):
             "cores": pd.cores, "gpus": pd.gpus, "runtime": pd.runtime,
             "cores_per_node": cores_per_node, "gpus_per_node": rcfg.get("gpus_per_node"),
             "resource_manager": rcfg.get("lrms") or "local",
+            "task_launch_method": rcfg.get("task_launch_method") or "FORK",
+            "mpi_launch_method": rcfg.get("mpi_launch_method") or "MPIRUN",
+            "launch_options": rcfg.get("launch_options") or {},
             "sandbox": str(pilot_sb),
             "heartbeat_interval": session._cfg["heartbeat_interval"],
             "heartbeat_timeout": session._cfg["agent_heartbeat_timeout"],
@@ -323,3 +352,15 @@ def _job_detail(status: Any) -> str:
     if err:
         parts.append(f"stderr: {err.strip()[-500:]}")
     return "; ".join(parts)
+
+
+def _check_pilot_staging(d: ComputePilotDescription, index: int) -> None:
+    """Parse a pilot description's directives; BadParameter names the bad one."""
+    from .constants import TARBALL, TRANSFER
+    from .staging.directives import expand
+    for name in ("input_staging", "output_staging"):
+        for directive in expand(getattr(d, name), f"descriptions[{index}].{name}"):
+            if directive.action not in (TRANSFER, TARBALL):
+                raise BadParameter(f"{directive.field}.action: invalid action "
+                                   f"{directive.action!r} on pilot level; allowed: {TRANSFER}",
+                                   attribute=name, value=directive.action)

@@ -29,6 +29,9 @@ DEFAULT_CFG: dict[str, Any] = {
     "watch_interval": 1.0,            # client: how often providers are asked for job states
     "agent_log_level": "INFO",
     "bind_host": "127.0.0.1",         # the address agents connect to
+    "globus_deadline": 3600.0,        # staging: seconds until Globus expires a transfer task
+    "globus_timeout": None,           # staging: seconds to wait for a task (None: deadline + 60)
+    "globus_poll_interval": 2.0,      # staging: seconds between looks at a task's status
 }
 
 
@@ -329,6 +332,9 @@ class Session:
             raise IncorrectState(f"session {self._uid} is closed")
 
     def _is_local(self, pilot: Any) -> bool:
+        """Whether the pilot's block runs on this machine (a Parsl LocalProvider)."""
+        if pilot._provider is not None:
+            return type(pilot._provider).__name__ == "LocalProvider"
         return pilot._rcfg.get("provider", "LocalProvider") == "LocalProvider" and \
             pilot._description.provider is None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from typing import Any
@@ -13,6 +12,7 @@ from .description import ComputeUnitDescription
 from .exceptions import BadParameter, IncorrectState
 from .journal import to_json
 from .stateful import Manager
+from .umgr_scheduler import Need, PilotRoom, make_umgr_scheduler
 from .unit import ComputeUnit
 
 log = logging.getLogger(__name__)
@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 # the rest (metadata, staging, ...) stays here
 _AGENT_FIELDS = tuple((name, ComputeUnitDescription._attrs[name].default) for name in (
     "executable", "arguments", "environment", "pre_exec", "post_exec", "stdout", "stderr",
-    "cpu_processes", "cpu_process_type", "cpu_threads", "gpu_processes", "name", "sandbox"))
+    "cpu_processes", "cpu_process_type", "cpu_threads", "gpu_processes", "name", "sandbox",
+    "priority"))
 
 # the states a unit passes in the client before it is handed to the agent
 _TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
              states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+_PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 
 
 class UnitManager(Manager):
@@ -34,7 +36,12 @@ class UnitManager(Manager):
 
     :param session: the :class:`Session` this manager belongs to.
     :param scheduler: how units are bound to pilots; ``'round_robin'`` (the default)
-        binds each unit at submission to the next pilot that is not final.
+        binds each unit at submission to the next pilot that is not final;
+        ``'backfilling'`` keeps units here until an active pilot has free cores for
+        them (see :mod:`rp_executor.umgr_scheduler`).
+
+    Units a pilot never started are moved to another pilot of this manager when
+    that pilot ends or is removed; without another pilot they fail.
     """
 
     _kind = "unit"
@@ -48,13 +55,19 @@ class UnitManager(Manager):
                                value=scheduler)
         super().__init__(session, uid or session._next_id("umgr", 4))
         self._scheduler = scheduler
+        self._policy = make_umgr_scheduler(scheduler)
+        self._late = self._policy.late_binding
+        self._busy: dict[str, list[int]] = {}          # pilot uid -> [cores, gpus] bound
+        self._restartable: dict[str, set[str]] = {}    # pilot uid -> restartable uids
         self._units: dict[str, ComputeUnit] = {}
         self._pilots: dict[str, Any] = {}
-        self._turn = itertools.count()
         self._unbound: list[ComputeUnit] = []        # waiting for a pilot
         self._by_pilot: dict[str, set[str]] = {}      # pilot uid -> uids not final
         self._queued: set[str] = set()                # not final, not yet executing
         self._queued_reported = 0
+        self._staging: dict[str, Any] = {}            # uid -> staging Plan (units with any)
+        self._client_staging: set[str] = set()        # uids staged by the client now
+        self._stager: Any = None                      # UnitStager, started on first use
         session._register_umgr(self)
 
     @property
@@ -84,6 +97,7 @@ class UnitManager(Manager):
             for p in pilots:
                 self._pilots[p.uid] = p
                 self._by_pilot.setdefault(p.uid, set())
+                self._busy.setdefault(p.uid, [0, 0])
                 p._umgrs.append(self)
             waiting, self._unbound = self._unbound, []
             if waiting:
@@ -102,6 +116,9 @@ class UnitManager(Manager):
     def remove_pilots(self, pilot_ids: Any, drain: bool = False) -> None:
         """Stop binding new units to these pilots; the pilots keep running.
 
+        Units bound to them but not yet sent to their agents go to the other pilots
+        (or wait for one).
+
         :raises BadParameter: ``drain=True`` (not supported) or an unknown pilot.
         """
         if drain:
@@ -114,9 +131,16 @@ class UnitManager(Manager):
                 if uid not in self._pilots:
                     raise BadParameter(f"pilot {uid!r} is not added to {self._uid}",
                                        attribute="pilot_ids", value=uid)
+            moved = []
             for uid in uids:
                 pilot = self._pilots.pop(uid)
                 pilot._umgrs.remove(self)
+                taken = pilot._take_unsent(set(self._by_pilot.get(uid, ())))
+                moved.extend(self._unbind(self._units[t]) for t in taken)
+            if moved:
+                log.info("%s: %d unit(s) not yet sent to removed pilot(s) %s are re-routed",
+                         self._uid, len(moved), uids)
+                self._schedule(moved)
 
     # units --------------------------------------------------------------------------
 
@@ -150,7 +174,7 @@ class UnitManager(Manager):
         if not descs:
             raise BadParameter("cannot submit no unit descriptions",
                                attribute="descriptions", value=descriptions)
-        checked, calls = [], []
+        checked, calls, plans = [], [], []
         for i, d in enumerate(descs):
             if type(d) is not dict and not isinstance(d, ComputeUnitDescription):
                 raise BadParameter(f"descriptions[{i}]: expected a ComputeUnitDescription "
@@ -161,6 +185,8 @@ class UnitManager(Manager):
                 d = (ComputeUnitDescription(d) if type(d) is dict else d)._snapshot()
                 d.validate()
                 calls.append(_dump_call(d) if d.function is not None else None)
+                plans.append(_staging_plan(d, session=self._session)
+                             if d.input_staging or d.output_staging else None)
             except BadParameter as exc:
                 if not scalar:
                     exc.message = f"descriptions[{i}]: {exc.message}"
@@ -172,6 +198,7 @@ class UnitManager(Manager):
         units = [ComputeUnit(session._next_unit_id(), self, d) for d in checked]
         for unit, call in zip(units, calls):
             unit._call = call
+        staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
         session._journal.add_units([(u.uid, self._uid, _journal_form(u._description))
                                     for u in units])
         with self._lock:
@@ -179,6 +206,8 @@ class UnitManager(Manager):
                 self._units[u.uid] = u
                 session._units[u.uid] = u
                 self._queued.add(u.uid)
+            if staged:
+                self._staging.update(staged)
             self._advance([(u, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
                            for u in units])
             self._schedule(units)
@@ -210,7 +239,7 @@ class UnitManager(Manager):
             for u in units:
                 if u.is_final:
                     continue
-                if u._pilot is None:
+                if u._pilot is None or u.uid in self._client_staging:
                     local.append(u)
                 else:
                     remote.setdefault(u._pilot, []).append(u)
@@ -245,27 +274,169 @@ class UnitManager(Manager):
         now = time.time()
         steps = tuple((s, now) for s in _TO_AGENT)
         batches: dict[Any, list] = {}
+        free = []
         for u in units:
             wanted = u._description.pilot
-            if wanted:
-                pilot = by_uid.get(wanted)
-                if pilot is None:
-                    self._unbound.append(u)   # early binding to a pilot not added (yet)
-                    continue
+            if not wanted:
+                free.append(u)
+            elif wanted in by_uid:
+                batches.setdefault(by_uid[wanted], []).append(u)
             else:
-                pilot = live[next(self._turn) % len(live)]
-            u._pilot = pilot
-            batches.setdefault(pilot, []).append(u)
+                self._unbound.append(u)   # early binding to a pilot not added (yet)
+        if free:
+            # the manager's policy (umgr_scheduler.py) picks the pilots, or None: wait
+            rooms = [self._room(p) for p in live]
+            for u, uid in zip(free, self._policy.bind([_need(u) for u in free], rooms)):
+                if uid is None:
+                    self._unbound.append(u)
+                else:
+                    batches.setdefault(by_uid[uid], []).append(u)
         for pilot, group in batches.items():
+            for u in group:
+                u._pilot = pilot
             self._by_pilot[pilot.uid].update(u.uid for u in group)
+            if self._late:
+                self._hold(pilot.uid, group, 1)
+            again = [u.uid for u in group if u._description.restartable]
+            if again:
+                self._restartable.setdefault(pilot.uid, set()).update(again)
+            if self._staging:
+                group = self._stage_in(pilot, group, now)
             self._advance([(u, steps) for u in group])
             pilot._send_units([_wire_unit(u) for u in group])
+
+    def _room(self, pilot: Any) -> PilotRoom:
+        details = pilot.resource_details or {}
+        busy = self._busy.get(pilot.uid) or [0, 0]
+        return PilotRoom(pilot.uid, pilot._state == states.PMGR_ACTIVE,
+                         int(details.get("cores") or 0), int(details.get("gpus") or 0),
+                         busy[0], busy[1])
+
+    def _hold(self, pilot_uid: str, units: list, sign: int) -> None:
+        """Count the units' cores and GPUs as bound to a pilot (+1) or freed (-1)."""
+        busy = self._busy.get(pilot_uid)
+        if busy is not None:
+            for u in units:
+                need = _need(u)
+                busy[0] += sign * need.cores
+                busy[1] += sign * need.gpus
+
+    def _unbind(self, unit: ComputeUnit) -> ComputeUnit:
+        """Forget the unit's pilot (lock held), so that it can be scheduled again."""
+        pilot = unit._pilot
+        if pilot is not None:
+            self._by_pilot[pilot.uid].discard(unit.uid)
+            if self._late:
+                self._hold(pilot.uid, [unit], -1)
+            unit._pilot = None
+        return unit
+
+    def _reschedule_waiting(self) -> None:
+        """Offer the units waiting here to the pilots again (lock held)."""
+        if self._unbound:
+            waiting, self._unbound = self._unbound, []
+            self._schedule(waiting)
+
+    def _pilot_active(self, pilot: Any) -> None:
+        """A pilot of this manager became active: late binding may use it now."""
+        if self._late:
+            with self._lock:
+                self._reschedule_waiting()
+
+    # staging (client side; see client_staging.py) ---------------------------------
+
+    def _stage_in(self, pilot: Any, group: list, now: float) -> list:
+        """Hand units with client-side input directives to the staging thread; send
+        units whose directives all run in the agent with them. Returns the rest, which
+        go on as units without directives do (lock held)."""
+        plain, to_client, to_agent = [], [], []
+        for u in group:
+            plan = self._staging.get(u.uid)
+            if plan is None:
+                plain.append(u)
+            elif plan.client_in:
+                to_client.append(u)
+            else:
+                to_agent.append(u)
+        if to_client:
+            self._advance([(u, ((states.UMGR_SCHEDULING, now),
+                                (states.UMGR_STAGING_INPUT_PENDING, now)))
+                           for u in to_client])
+            self._queue_staging("in", to_client)
+        if to_agent:
+            self._advance([(u, tuple((s, now) for s in _TO_AGENT)) for u in to_agent])
+            pilot._send_units([self._wire_staged(u) for u in to_agent])
+        return plain
+
+    def _wire_staged(self, unit: ComputeUnit) -> dict:
+        wired = _wire_unit(unit)
+        agent_part = self._staging[unit.uid].wire()
+        if agent_part is not None:
+            wired["staging"] = agent_part
+        return wired
+
+    def _queue_staging(self, kind: str, units: list) -> None:
+        """Queue units on the staging thread (lock held)."""
+        if not units:
+            return
+        self._client_staging.update(u.uid for u in units)
+        if self._stager is None:
+            from .client_staging import UnitStager
+            self._stager = UnitStager(self)
+        self._stager.put(kind, units)
+
+    def _staging_started(self, kind: str, units: list) -> None:
+        """The staging thread begins with these units (UMGR_STAGING_INPUT/OUTPUT)."""
+        state = states.UMGR_STAGING_INPUT if kind == "in" else states.UMGR_STAGING_OUTPUT
+        now = time.time()
+        with self._lock:
+            self._advance([(u, ((state, now),)) for u in units if not u.is_final])
+
+    def _input_staged(self, results: list) -> None:
+        """Send the units whose input arrived; fail the others (staging thread)."""
+        now = time.time()
+        with self._lock:
+            send: dict[Any, list] = {}
+            failed = []
+            for u, error, warnings in results:
+                self._client_staging.discard(u.uid)
+                if u.is_final:
+                    continue   # canceled, or its pilot ended, meanwhile
+                if error is not None:
+                    u.stderr = _append(u.stderr, f"rp_executor: {error}")
+                    failed.append((u, ((states.FAILED, now),)))
+                else:
+                    send.setdefault(u._pilot, []).append(u)
+            self._advance(failed)
+            for pilot, group in send.items():
+                self._advance([(u, ((states.AGENT_STAGING_INPUT_PENDING, now),))
+                               for u in group])
+                pilot._send_units([self._wire_staged(u) for u in group])
+
+    def _output_staged(self, results: list) -> None:
+        """Finish units whose output was staged by the client (staging thread)."""
+        now = time.time()
+        with self._lock:
+            items = []
+            for u, error, warnings in results:
+                self._client_staging.discard(u.uid)
+                if u.is_final:
+                    continue
+                for w in warnings:
+                    u.stderr = _append(u.stderr, f"rp_executor: {w}")
+                if error is not None:
+                    u.stderr = _append(u.stderr, f"rp_executor: {error}")
+                    items.append((u, ((states.FAILED, now),)))
+                else:
+                    items.append((u, ((states.DONE, now),)))
+            self._advance(items)
 
     # what comes back ----------------------------------------------------------------
 
     def _handle_updates(self, pilot: Any, updates: list) -> None:
         """Apply agent state updates (on the I/O thread)."""
         items = []
+        staged_out: list[ComputeUnit] = []
         now = None
         with self._lock:
             units = self._units
@@ -282,51 +453,94 @@ class UnitManager(Manager):
                         unit._result = [extra.get("result"), extra.get("result_file"),
                                         extra.get("exception"), extra.get("traceback")]
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
-                    # no client-side output staging yet: the unit is done here
+                    plan = self._staging.get(uid) if self._staging else None
+                    if plan is not None and plan.client_out:
+                        items.append((unit, steps))   # done on the staging thread
+                        staged_out.append(unit)
+                        continue
                     now = now or time.time()
                     steps = [*steps, (states.UMGR_STAGING_OUTPUT, now), (states.DONE, now)]
                 items.append((unit, steps))
             self._advance(items)
+            if staged_out:
+                self._queue_staging("out", [u for u in staged_out if not u.is_final])
 
     def _pilot_final(self, pilot: Any, cause: str) -> None:
-        """Fail the units a pilot left unfinished (or resubmit restartable ones)."""
+        """Move the units a pilot never started to the other pilots; fail the rest
+        (restartable ones are resubmitted as new units when another pilot is left)."""
         with self._lock:
             uids = self._by_pilot.get(pilot.uid, set())
-            lost = [self._units[uid] for uid in uids if not self._units[uid].is_final]
-            if not lost:
+            lost = [self._units[uid] for uid in uids if not self._units[uid].is_final
+                    and not (self._client_staging and uid in self._client_staging
+                             and self._units[uid]._state == states.UMGR_STAGING_OUTPUT)]
+            if not lost and pilot.uid not in self._restartable:
                 return
             pilot._take_unsent({u.uid for u in lost})
+            others = any(p is not pilot and not p.is_final for p in self._pilots.values())
+            value = states.unit_value
+            # units bound by name to this pilot (description.pilot) stay with it
+            moved = [u for u in lost if value(u._state) < _PLACED_VALUE
+                     and not u._description.pilot
+                     and u.uid not in self._client_staging] if others else []
+            failed = [u for u in lost if u not in moved]
             now = time.time()
-            restart = [u for u in lost if u._description.restartable]
-            for u in lost:
+            # restartable units the agent failed as it ended (it says so in stderr)
+            mark = f"pilot {pilot.uid} ended"
+            ended = [self._units[uid] for uid in self._restartable.pop(pilot.uid, ())
+                     if self._units[uid]._state == states.FAILED
+                     and mark in (self._units[uid].stderr or "")]
+            restart = [u for u in failed if u._description.restartable] + ended \
+                if others else []
+            for u in failed:
                 u.stderr = (u.stderr or "") + \
                     f"\nrp_executor: pilot {pilot.uid} ended ({pilot.state}: {cause}) " \
                     "before the unit finished"
                 u.stderr = u.stderr.lstrip("\n")
-            self._advance([(u, ((states.FAILED, now),)) for u in lost])
+            self._advance([(u, ((states.FAILED, now),)) for u in failed])
+            if moved:
+                log.info("%s: %d unit(s) that %s never started are re-routed", self._uid,
+                         len(moved), pilot.uid)
+                self._schedule([self._unbind(u) for u in moved])
         if restart:
             log.info("resubmitting %d restartable unit(s) of %s", len(restart), pilot.uid)
-            self.submit_units([u._description for u in restart])
+            copies = [u._description.copy() for u in restart]
+            for d in copies:
+                d.pilot = ""   # to another pilot, also when it was bound to this one
+            self.submit_units(copies)
 
     def _on_changed(self, objs: list) -> None:
         final = states.FINAL_STATES
         value = states.unit_value
         queued = self._queued
         results = []
+        freed = False
         for u in objs:
             state = u._state
             if state in final:
                 queued.discard(u.uid)
+                if self._staging:
+                    self._staging.pop(u.uid, None)
+                    self._client_staging.discard(u.uid)
                 if u._pilot is not None:
                     self._by_pilot[u._pilot.uid].discard(u.uid)
+                    if self._late:
+                        self._hold(u._pilot.uid, [u], -1)
+                        freed = True
                 results.append((u.pilot, u.exit_code, u.stdout, u.stderr, u.uid))
             elif value(state) >= _EXECUTING_VALUE:
                 queued.discard(u.uid)
         if results:
             self._session._journal.set_unit_results(results)
+        if freed and self._unbound:
+            self._reschedule_waiting()
         if len(queued) != self._queued_reported:
             self._queued_reported = len(queued)
             self._fire_metric(WAIT_QUEUE_SIZE, len(queued))
+
+
+def _need(unit: ComputeUnit) -> Need:
+    d = unit._description
+    return Need(d.cpu_processes * d.cpu_threads, d.gpu_processes)
 
 
 def _wire_unit(unit: ComputeUnit) -> dict:
@@ -354,3 +568,18 @@ def _journal_form(d: ComputeUnitDescription) -> str:
 def _dump_call(d: ComputeUnitDescription) -> tuple:
     from .function import dump_arguments, dump_function
     return dump_function(d.function), dump_arguments(d.args, d.kwargs)
+
+
+def _staging_plan(d: ComputeUnitDescription, session: Any) -> Any:
+    """The unit's staging Plan; raises BadParameter for a malformed directive, or for
+    globus:// directives in a session without a globus context."""
+    from .staging.directives import plan_description
+    plan = plan_description(d.input_staging, d.output_staging)
+    if plan is not None and plan.globus:
+        from .client_staging import globus_context
+        globus_context(session)
+    return plan
+
+
+def _append(text: str | None, line: str) -> str:
+    return f"{text.rstrip()}\n{line}" if text else line

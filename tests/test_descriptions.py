@@ -29,7 +29,7 @@ UNIT_DEFAULTS = {
     "lfs_per_process": 0, "mem_per_process": 0, "tag": None, "tags": {}, "sandbox": None,
     "input_staging": [], "output_staging": [], "pre_exec": [], "post_exec": [],
     "stdout": None, "stderr": None, "restartable": False, "cleanup": False, "pilot": "",
-    "metadata": None,
+    "metadata": None, "priority": 0,
 }
 
 

@@ -10,6 +10,9 @@ import pytest
 from rp_executor.exceptions import BadParameter, DoesNotExist
 from rp_executor.resource_config import ResourceConfig, ResourceRegistry
 
+# the configs shipped in rp_executor/configs/
+BUILTIN = ["local.localhost", "lsf.template", "pbspro.template", "slurm.localhost"]
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
@@ -206,7 +209,7 @@ def test_rp_executor_user_dir_is_loaded_after_radical_pilot_dir(home):
 
 def test_user_config_adds_new_resources(home):
     write_json(home / ".rp_executor/configs/resource_site.json", {"cluster": SLURM})
-    assert ResourceRegistry().list() == ["local.localhost", "site.cluster"]
+    assert ResourceRegistry().list() == sorted([*BUILTIN, "site.cluster"])
 
 
 def test_alias_resolves_to_its_label_with_a_warning(home, caplog):
@@ -258,7 +261,7 @@ def test_add_object_registers_a_copy(home):
     assert reg.add(rc) == ["mine.box"]
     rc.cores_per_node = 64
     assert reg.get("mine.box")["cores_per_node"] == 2
-    assert reg.list() == ["local.localhost", "mine.box"]
+    assert reg.list() == sorted([*BUILTIN, "mine.box"])
 
 
 def test_add_replaces_a_known_label(home):
