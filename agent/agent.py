@@ -395,6 +395,10 @@ class Agent:
                     self._cancel(msg.uids)
                 elif isinstance(msg, wire.CancelPilot):
                     self._end(states.CANCELED, msg.cause)
+                elif isinstance(msg, wire.Withdraw):
+                    given = [uid for uid in msg.uids if self.waiting.pop(uid, None)]
+                    # the states reported so far go first, then the answer
+                    self._flush(sock, wire.Withdrawn(given))
 
     def _shutdown(self, state: str, cause: str) -> None:
         """End every unit still here: running ones are killed and FAILED.

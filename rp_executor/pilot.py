@@ -197,6 +197,8 @@ class ComputePilot(Stateful):
                 self.log.append(f"agent ended: {msg.state} ({msg.cause})")
                 self._manager._set_states([(self, [(msg.state, time.time())])],
                                           cause=msg.cause)
+            elif isinstance(msg, wire.Withdrawn):
+                self.session._route_withdrawn(self, msg.uids)
             elif isinstance(msg, wire.Heartbeat):
                 pass
 

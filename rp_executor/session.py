@@ -359,6 +359,15 @@ class Session:
         for umgr, group in by_umgr.items():
             umgr._handle_updates(pilot, group)
 
+    def _route_withdrawn(self, pilot: Any, uids: list) -> None:
+        by_umgr: dict[Any, list] = {}
+        for uid in uids:
+            unit = self._units.get(uid)
+            if unit is not None:
+                by_umgr.setdefault(unit._manager, []).append(uid)
+        for umgr, group in by_umgr.items():
+            umgr._withdrawn(pilot, group)
+
     def _on_tick(self) -> None:
         beat = wire.Heartbeat(time.time())
         for pilot in list(self._pilots.values()):

@@ -98,7 +98,8 @@ class UnitManager(Manager):
                 self._pilots[p.uid] = p
                 self._by_pilot.setdefault(p.uid, set())
                 self._busy.setdefault(p.uid, [0, 0])
-                p._umgrs.append(self)
+                if self not in p._umgrs:
+                    p._umgrs.append(self)
             waiting, self._unbound = self._unbound, []
             if waiting:
                 self._schedule(waiting)
@@ -116,8 +117,10 @@ class UnitManager(Manager):
     def remove_pilots(self, pilot_ids: Any, drain: bool = False) -> None:
         """Stop binding new units to these pilots; the pilots keep running.
 
-        Units bound to them but not yet sent to their agents go to the other pilots
-        (or wait for one).
+        Units bound to them that have not started go to the other pilots (or wait for
+        one): those not yet sent at once, those queued in an agent when the agent has
+        given them back. Units already running finish where they are, and still fail
+        if such a pilot dies.
 
         :raises BadParameter: ``drain=True`` (not supported) or an unknown pilot.
         """
@@ -133,10 +136,15 @@ class UnitManager(Manager):
                                        attribute="pilot_ids", value=uid)
             moved = []
             for uid in uids:
+                # the pilot still tells this manager when it ends (pilot._umgrs), so
+                # that units left running on it end too
                 pilot = self._pilots.pop(uid)
-                pilot._umgrs.remove(self)
-                taken = pilot._take_unsent(set(self._by_pilot.get(uid, ())))
+                bound = set(self._by_pilot.get(uid, ()))
+                taken = pilot._take_unsent(bound)
                 moved.extend(self._unbind(self._units[t]) for t in taken)
+                sent = [u for u in bound - taken if not self._units[u].is_final]
+                if sent:
+                    pilot._send(wire.Withdraw(sent))
             if moved:
                 log.info("%s: %d unit(s) not yet sent to removed pilot(s) %s are re-routed",
                          self._uid, len(moved), uids)
@@ -330,6 +338,16 @@ class UnitManager(Manager):
                 self._hold(pilot.uid, [unit], -1)
             unit._pilot = None
         return unit
+
+    def _withdrawn(self, pilot: Any, uids: list) -> None:
+        """An agent gave back units that had not started: bind them elsewhere."""
+        with self._lock:
+            back = [self._units[uid] for uid in uids
+                    if not self._units[uid].is_final and self._units[uid]._pilot is pilot]
+            if back:
+                log.info("%s: %d unit(s) given back by %s are re-routed", self._uid,
+                         len(back), pilot.uid)
+                self._schedule([self._unbind(u) for u in back])
 
     def _reschedule_waiting(self) -> None:
         """Offer the units waiting here to the pilots again (lock held)."""

@@ -89,8 +89,22 @@ class CancelPilot:
     cause: str = "canceled by the client"
 
 
+@dataclass(slots=True)
+class Withdraw:
+    """Client → agent: give back those of these units that have not started."""
+
+    uids: list
+
+
+@dataclass(slots=True)
+class Withdrawn:
+    """Agent → client: these units were given back unstarted (to run elsewhere)."""
+
+    uids: list
+
+
 MESSAGE_TYPES: tuple[type, ...] = (Hello, Heartbeat, UnitStates, Bye, Units, CancelUnits,
-                                   CancelPilot)
+                                   CancelPilot, Withdraw, Withdrawn)
 _TAG = {cls: i for i, cls in enumerate(MESSAGE_TYPES)}
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in MESSAGE_TYPES}
 
@@ -321,5 +335,6 @@ def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: st
 
 
 __all__ = ["Hello", "Heartbeat", "UnitStates", "Bye", "Units", "CancelUnits", "CancelPilot",
+           "Withdraw", "Withdrawn",
            "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
            "ClientChannel", "connect_agent"]
