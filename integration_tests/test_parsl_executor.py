@@ -214,3 +214,27 @@ def test_block_killed_from_outside_is_seen_and_the_error_handler_fails_tasks(loa
     assert status.state == JobState.FAILED
     with pytest.raises(Exception, match=pilot.uid):
         add(2, 2).result(timeout=30)   # no more tasks on a broken executor
+
+
+@pytest.mark.timeout(180)
+def test_monitoring_hub_records_the_apps_run_on_pilots(tmp_path, monkeypatch):
+    import sqlite3
+
+    from parsl.monitoring import MonitoringHub
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "monitoring.db"
+    ex = _load(tmp_path, monitoring=MonitoringHub(logging_endpoint=f"sqlite:///{db}",
+                                                  resource_monitoring_enabled=False))
+    try:
+        assert [add(i, 1).result(timeout=60) for i in range(3)] == [1, 2, 3]
+    finally:
+        parsl.dfk().cleanup()
+        parsl.clear()
+    assert_no_session_processes(ex._session.uid)
+    with sqlite3.connect(db) as conn:
+        tasks = conn.execute("SELECT task_func_name FROM task").fetchall()
+        tries = conn.execute("SELECT task_executor FROM try "
+                             "WHERE task_try_time_returned IS NOT NULL").fetchall()
+    assert tasks == [("add",)] * 3
+    assert tries == [("rp",)] * 3
