@@ -34,6 +34,7 @@ _STARTED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING, states.EXECUTING)
 _ENDED = (states.AGENT_STAGING_OUTPUT_PENDING, states.AGENT_STAGING_OUTPUT)
 _BATCH = 1024          # updates per frame at most
 _BATCH_AGE = 0.005     # seconds an update may wait for others under load
+_FAILURE_GRACE = 1.0   # seconds a failed unit of a batch job waits for the job's end
 
 
 class Agent:
@@ -65,6 +66,10 @@ class Agent:
         self.updates: dict[str, list] = {}
         self.first_update: float | None = None
         self.now = time.time()
+        # failed executables held back for _FAILURE_GRACE seconds (see _finished)
+        self.held: list[tuple[float, Finished]] = []
+        self.batch_job = (cfg.get("resource_manager") or "local").lower() not in \
+            ("local", "fork")
         self.ending: tuple[str, str] | None = None
         self.runtime_end = time.monotonic() + float(cfg["runtime"]) * 60
         self.beat_every = float(cfg.get("heartbeat_interval") or 1.0)
@@ -238,19 +243,30 @@ class Agent:
         for res in results:
             if res.slots is not None:
                 self.scheduler.release(res.slots)
-            extra = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
-            if cause is not None:
-                extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
-                self._step(res.uid, (states.FAILED,), extra)
-            elif res.canceled:
-                self._step(res.uid, (states.CANCELED,), extra)
-            elif res.exit_code == 0:
-                if self.staging_out and res.uid in self.staging_out:
-                    self._stage_out(res.uid, extra)
-                else:
-                    self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+            if cause is None and res.exit_code != 0 and not res.canceled \
+                    and self.batch_job:
+                # A batch system that ends the job kills the units' job steps too,
+                # often just before the agent hears of it: a failure is held back
+                # briefly, so that it can be told apart from the pilot's end.
+                self.held.append((time.monotonic() + _FAILURE_GRACE, res))
+                continue
+            self._report(res, cause)
+
+    def _report(self, res: Finished, cause: str | None) -> None:
+        """Send a finished executable unit's final states (``cause``: the pilot's end)."""
+        extra = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
+        if cause is not None:
+            extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
+            self._step(res.uid, (states.FAILED,), extra)
+        elif res.canceled:
+            self._step(res.uid, (states.CANCELED,), extra)
+        elif res.exit_code == 0:
+            if self.staging_out and res.uid in self.staging_out:
+                self._stage_out(res.uid, extra)
             else:
-                self._step(res.uid, (*_ENDED, states.FAILED), extra)
+                self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+        else:
+            self._step(res.uid, (*_ENDED, states.FAILED), extra)
 
     def _functions_finished(self, results: list[FuncResult], cause: str | None = None) -> None:
         for res in results:
@@ -320,6 +336,8 @@ class Agent:
             while self.ending is None:
                 now = time.monotonic()
                 timeout = min(next_beat, self.runtime_end) - now
+                if self.held:
+                    timeout = min(timeout, self.held[0][0] - now)
                 for waits in (self.executor.reap_timeout, self.pool.collect_timeout):
                     if waits is not None:
                         timeout = min(timeout, waits)
@@ -350,6 +368,11 @@ class Agent:
                     self._staged()
                 self._functions_finished(self.pool.collect())
                 self._finished(self.executor.reap())
+                if self.held and self.held[0][0] <= time.monotonic():
+                    due = time.monotonic()
+                    for _, res in [h for h in self.held if h[0] <= due]:
+                        self._report(res, None)
+                    self.held = [h for h in self.held if h[0] > due]
                 if self.waiting:
                     self._place()
                 now = time.monotonic()
@@ -408,7 +431,11 @@ class Agent:
         """
         self.now = time.time()
         why = f"pilot {self.pilot} ended ({state}: {cause}) before the unit finished"
+        # failures seen just before the end are most likely the end itself
         self._finished(self.executor.reap())
+        for _, res in self.held:
+            self._report(res, why)
+        self.held = []
         for uid, (_, extra) in self.staging.items():
             if extra is not None:   # it ran, but its output staging did not finish
                 self._step(uid, (states.FAILED,), {**extra, "stderr": _append(
