@@ -204,8 +204,9 @@ class Client(TaskEngine):
         """``submit(fn, *items, **kwargs)`` for each tuple of items of ``iterables``
         (as ``zip``), submitted as one batch; return the futures in order.
 
+        Other parameters are as in :meth:`submit`.
+
         :param key: a list of keys, or a prefix: the keys are then ``<key>-<i>``.
-        Other parameters as in :meth:`submit`.
         """
         calls = [(fn, items, kwargs) for items in zip(*iterables)]
         if isinstance(key, (list, tuple)):

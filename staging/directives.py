@@ -4,16 +4,16 @@ A directive is RADICAL-Pilot's dict ``{source, target, action, flags, priority}`
 one of the string shorthands ``'a'``, ``'a > b'`` (also ``>>``) and ``'b < a'`` (also
 ``<<``). URLs use the schemes:
 
-============== ==============================================================
-``client://``  the client's working directory
-``pilot://``   the pilot's staging area, ``<pilot sandbox>/staging_area``
-``resource://`` the resource's staging area, ``<resource sandbox>/staging_area``
-``unit://``    the unit's sandbox
-``file://``    an absolute path on the host that runs the step
-``globus://``  ``globus://<collection uuid>/<path>``: a path on a Globus collection
-(none)         relative: the client's directory on the client side of a
-               TRANSFER, the unit sandbox on the resource side; absolute: ``file://``
-============== ==============================================================
+================ ============================================================
+``client://``    the client's working directory
+``pilot://``     the pilot's staging area, ``<pilot sandbox>/staging_area``
+``resource://``  the resource's staging area, ``<resource sandbox>/staging_area``
+``unit://``      the unit's sandbox
+``file://``      an absolute path on the host that runs the step
+``globus://``    ``globus://<collection uuid>/<path>``: a path on a Globus collection
+(none)           relative: the client's directory on the client side of a
+                 TRANSFER, the unit sandbox on the resource side; absolute: ``file://``
+================ ============================================================
 
 A host part in the special schemes is part of the path (``unit://a/b`` is
 ``unit:///a/b``), as in RADICAL-Pilot.

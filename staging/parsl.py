@@ -48,8 +48,9 @@ class GlobusStaging(Staging, RepresentationMixin):
     :param local_path: a local directory above the working directory whose
         collection path is ``endpoint_path``.
     :param context: a ``Context('globus')`` with the credentials (and ``collections``).
-    :param deadline, timeout, poll_interval: as for
-        :class:`~rp_executor.staging.globus.GlobusTransfer`.
+    :param deadline: as for :class:`~rp_executor.staging.globus.GlobusTransfer`.
+    :param timeout: as for :class:`~rp_executor.staging.globus.GlobusTransfer`.
+    :param poll_interval: as for :class:`~rp_executor.staging.globus.GlobusTransfer`.
     :param window: seconds within which staging requests are batched together.
     """
 
