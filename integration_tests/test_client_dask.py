@@ -12,7 +12,7 @@ from rp_executor import Client
 from rp_executor.function import RemoteTraceback
 from support import assert_no_session_processes
 
-dask = pytest.importorskip("dask")
+import dask  # noqa: E402 - a core dependency: a missing install must fail, not skip
 
 
 def _numpy():

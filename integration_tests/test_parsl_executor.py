@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-parsl = pytest.importorskip("parsl")
+import parsl  # noqa: E402 - a core dependency: a missing install must fail, not skip
 
 from parsl.app.app import bash_app, join_app, python_app  # noqa: E402
 from parsl.app.errors import AppTimeout, BashExitFailure  # noqa: E402

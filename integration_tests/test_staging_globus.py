@@ -274,9 +274,7 @@ def test_parsl_thread_pool_workflow_with_globus_files(tmp_path, emu, remote, ctx
 
 def test_parsl_rpexecutor_workflow_with_globus_files(tmp_path, emu, remote, ctx,
                                                      monkeypatch):
-    RPExecutor = getattr(rp, "RPExecutor", None)
-    if RPExecutor is None:
-        pytest.skip("rp_executor.RPExecutor is not there yet")
+    RPExecutor = rp.RPExecutor
     monkeypatch.chdir(tmp_path)
     _parsl_workflow(lambda wd, st: RPExecutor(label="rp", working_dir=wd,
                                               storage_access=[st], cores_per_block=2),

@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import states
 from .constants import TARBALL, TRANSFER
 from .exceptions import BadParameter, IncorrectState
 

@@ -9,7 +9,6 @@ import warnings
 import pytest
 
 from rp_executor.description import (
-    Attr,
     ComputePilotDescription as CPD,
     ComputeUnitDescription as CUD,
 )

@@ -6,13 +6,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
-parsl = pytest.importorskip("parsl")
-
-from parsl.app.errors import AppTimeout, BadStdStreamFile, BashExitFailure, MissingOutputs  # noqa: E402
-from parsl.data_provider.files import File  # noqa: E402
-from parsl.executors.errors import InvalidResourceSpecification  # noqa: E402
-from parsl.jobs.states import JobState  # noqa: E402
+from parsl.app.errors import AppTimeout, BadStdStreamFile, BashExitFailure, MissingOutputs
+from parsl.data_provider.files import File
+from parsl.executors.errors import InvalidResourceSpecification
+from parsl.jobs.states import JobState
 
 from rp_executor import parsl_apps as pa  # noqa: E402
 from rp_executor.parsl_executor import _job_status, _runtime_minutes  # noqa: E402
