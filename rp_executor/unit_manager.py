@@ -259,7 +259,8 @@ class UnitManager(Manager):
                 if rest:
                     pilot._send(wire.CancelUnits(rest))
             if local:
-                self._unbound = [u for u in self._unbound if u not in set(local)]
+                gone = set(local)
+                self._unbound = [u for u in self._unbound if u not in gone]
                 self._advance([(u, ((states.CANCELED, now),)) for u in local])
         self._wait(units, None, None)
 
@@ -462,6 +463,11 @@ class UnitManager(Manager):
                 unit = units.get(uid)
                 if unit is None:
                     log.warning("%s: update for unknown unit %s", pilot.uid, uid)
+                    continue
+                if unit._pilot is not pilot:
+                    # late news from a pilot the unit was taken from (re-routed)
+                    log.debug("%s: ignored an update of %s from %s", self._uid, uid,
+                              pilot.uid)
                     continue
                 if extra:
                     unit.exit_code = extra.get("exit_code", unit.exit_code)
