@@ -242,6 +242,9 @@ class PilotManager(Manager):
         session._channel.allow(pilot._keys.public)
         cfg_path = pilot_sb / "agent.cfg.json"
         cores_per_node = rcfg.get("cores_per_node")
+        # the provider first: whether the block runs on this machine depends on it
+        provider = block.make_provider(rcfg, pd, pilot_sb)
+        pilot._provider = provider
         wire.write_secret(cfg_path, {
             "session_id": session.uid, "pilot_id": pilot.uid,
             "endpoint": session._channel.endpoint,
@@ -260,8 +263,6 @@ class PilotManager(Manager):
             # on this machine, function units can use what the client can import
             "python_path": [p for p in sys.path if p] if session._is_local(pilot) else [],
         })
-        provider = block.make_provider(rcfg, pd, pilot_sb)
-        pilot._provider = provider
         command = block.agent_command(block.python_for(rcfg), cfg_path)
         job_id = provider.submit(command, 1, f"rp.{session.uid}.{pilot.uid}")
         if job_id is None:
