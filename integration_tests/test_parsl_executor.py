@@ -238,3 +238,16 @@ def test_monitoring_hub_records_the_apps_run_on_pilots(tmp_path, monkeypatch):
                              "WHERE task_try_time_returned IS NOT NULL").fetchall()
     assert tasks == [("add",)] * 3
     assert tries == [("rp",)] * 3
+
+
+def test_apps_from_the_clients_own_modules_run_on_local_blocks(loaded, tmp_path, monkeypatch):
+    # a module the client imports from its own path, not installed anywhere: the
+    # function travels by reference, so the workers need the client's sys.path
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "clientonly.py").write_text("def triple(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(mods))
+    import clientonly
+
+    loaded()
+    assert python_app(clientonly.triple)(3).result(timeout=60) == 9
