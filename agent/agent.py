@@ -255,18 +255,23 @@ class Agent:
     def _report(self, res: Finished, cause: str | None) -> None:
         """Send a finished executable unit's final states (``cause``: the pilot's end)."""
         extra = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
+        self._settle(res.uid, extra, cause, res.canceled, res.exit_code == 0)
+
+    def _settle(self, uid: str, extra: dict, cause: str | None, canceled: bool,
+                ok: bool) -> None:
+        """The last states of a unit whose process or call ended."""
         if cause is not None:
-            extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
-            self._step(res.uid, (states.FAILED,), extra)
-        elif res.canceled:
-            self._step(res.uid, (states.CANCELED,), extra)
-        elif res.exit_code == 0:
-            if self.staging_out and res.uid in self.staging_out:
-                self._stage_out(res.uid, extra)
+            extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {cause}")
+            self._step(uid, (states.FAILED,), extra)
+        elif canceled:
+            self._step(uid, (states.CANCELED,), extra)
+        elif ok:
+            if self.staging_out and uid in self.staging_out:
+                self._stage_out(uid, extra)
             else:
-                self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+                self._step(uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
         else:
-            self._step(res.uid, (*_ENDED, states.FAILED), extra)
+            self._step(uid, (*_ENDED, states.FAILED), extra)
 
     def _functions_finished(self, results: list[FuncResult], cause: str | None = None) -> None:
         for res in results:
@@ -277,18 +282,8 @@ class Agent:
                 value = getattr(res, key)
                 if value:  # only what is there: most units print nothing and succeed
                     extra[key] = value
-            if cause is not None and not res.ok:
-                extra["stderr"] = _append(res.stderr, f"rp_executor: {cause}")
-                self._step(res.uid, (states.FAILED,), extra)
-            elif res.canceled:
-                self._step(res.uid, (states.CANCELED,), extra)
-            elif res.ok:
-                if self.staging_out and res.uid in self.staging_out:
-                    self._stage_out(res.uid, extra)
-                else:
-                    self._step(res.uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
-            else:
-                self._step(res.uid, (*_ENDED, states.FAILED), extra)
+            # a call that returned before the end is not spoiled by it
+            self._settle(res.uid, extra, None if res.ok else cause, res.canceled, res.ok)
 
     def _cancel(self, uids: list[str]) -> None:
         for uid in uids:

@@ -7,6 +7,8 @@ checked for leftovers: no process of the session may survive it.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import rp_executor as rp
@@ -46,3 +48,18 @@ def umgr(session, pilot):
     m = rp.UnitManager(session)
     m.add_pilots(pilot)
     return m
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """One 2-core futures Client for a test module, its session in a fresh directory."""
+    tmp = tmp_path_factory.mktemp("client")
+    old = os.getcwd()
+    os.chdir(tmp)
+    c = rp.Client(cores=2, base_dir=tmp)
+    try:
+        yield c
+    finally:
+        c.close()
+        os.chdir(old)
+    assert_no_session_processes(c.session.uid)

@@ -44,21 +44,6 @@ def size(data):
     return len(data)
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    """One 2-core client for the module, its session in a fresh directory."""
-    tmp = tmp_path_factory.mktemp("client")
-    old = os.getcwd()
-    os.chdir(tmp)
-    c = Client(cores=2, base_dir=tmp)
-    try:
-        yield c
-    finally:
-        c.close()
-        os.chdir(old)
-    assert_no_session_processes(c.session.uid)
-
-
 # what a client owns ----------------------------------------------------------------
 
 @pytest.mark.timeout(60)

@@ -8,9 +8,7 @@ import os
 
 import pytest
 
-from rp_executor import Client
 from rp_executor.function import RemoteTraceback
-from support import assert_no_session_processes
 
 import dask  # noqa: E402 - a core dependency: a missing install must fail, not skip
 
@@ -31,20 +29,6 @@ def inc(x):
 
 def fail(x):
     raise ArithmeticError(f"bad {x}")
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dask")
-    old = os.getcwd()
-    os.chdir(tmp)
-    c = Client(cores=2, base_dir=tmp)
-    try:
-        yield c
-    finally:
-        c.close()
-        os.chdir(old)
-    assert_no_session_processes(c.session.uid)
 
 
 def _same(collection, client):
