@@ -14,6 +14,7 @@ import queue
 import reprlib
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,6 +34,8 @@ CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,
                                         kind TEXT, uid TEXT, states TEXT, stamps TEXT);
 CREATE INDEX IF NOT EXISTS transitions_uid ON transitions (uid);
 """
+
+_GATHER = 0.01   # seconds the writer waits for more after a first write arrives
 
 _INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, states, stamps) VALUES (?, ?, ?, ?)"
 
@@ -175,6 +178,10 @@ class Journal:
         stop = False
         while not stop:
             batch = [self._queue.get()]
+            if not isinstance(batch[0], threading.Event) and batch[0] is not None:
+                # a transaction costs far more than a row: let a trickle of small
+                # writes (one unit at a time, as Parsl submits) gather for a moment
+                time.sleep(_GATHER)
             while True:
                 try:
                     batch.append(self._queue.get_nowait())

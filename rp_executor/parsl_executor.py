@@ -435,6 +435,10 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
                     self._queue_cond.wait()
                 if not self._queue:
                     return
+                if len(self._queue) < _GATHER_BELOW and not self._stopping:
+                    # Parsl hands over one task at a time: gather for a moment, so
+                    # that a unit costs a share of one batch, not a batch of its own
+                    self._queue_cond.wait(_GATHER_S)
                 batch = [heapq.heappop(self._queue)[2] for _ in range(len(self._queue))]
             try:
                 self._umgr.submit_units(batch)
@@ -493,6 +497,10 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
             return
         detail = (unit.stderr or "no detail").strip()[-2000:]
         _settle(fut, error=UnitFailed(unit.uid, state, detail))
+
+
+_GATHER_BELOW = 64    # tasks: fewer than this waiting, the submitter gathers first
+_GATHER_S = 0.002     # seconds it gathers
 
 
 def _settle(fut: Future, result: Any = None, error: BaseException | None = None) -> None:
