@@ -368,7 +368,9 @@ class Agent:
                     for _, res in [h for h in self.held if h[0] <= due]:
                         self._report(res, None)
                     self.held = [h for h in self.held if h[0] > due]
-                if self.waiting:
+                if self.waiting and not self.held:
+                    # while a failure is held back, its cores stay unused: if the
+                    # batch system is ending the job, a unit started now would fail too
                     self._place()
                 now = time.monotonic()
                 beat = None
