@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterator
 
 from benchmarks.payloads import noop
-from benchmarks.timing import latency_summary, rate
+from benchmarks.timing import app_throughput, latency_summary
 
 
 @contextlib.contextmanager
@@ -59,15 +59,7 @@ def startup(n: int, timeout: float) -> dict[str, float]:
 def fn_tput(n: int, timeout: float) -> dict[str, float]:
     """Throughput of ``n`` no-op apps, all submitted, then all results collected."""
     with loaded(timeout) as (app, timings):
-        t0 = time.perf_counter()
-        futures = [app(i) for i in range(n)]
-        t1 = time.perf_counter()
-        for f in futures:
-            f.result(timeout=timeout)
-        t2 = time.perf_counter()
-        return {"htex_fn_tput": rate(n, t2 - t0), "htex_fn_tput_wall_s": t2 - t0,
-                "htex_fn_tput_submit_s": t1 - t0, "htex_fn_tput_n": n,
-                "htex_first_result_s": timings["htex_first_result_s"]}
+        return app_throughput(app, "htex", n, timeout, timings["htex_first_result_s"])
 
 
 def latency(n: int, timeout: float) -> dict[str, float]:

@@ -13,7 +13,7 @@ import time
 from typing import Any, Iterator
 
 from benchmarks.payloads import noop
-from benchmarks.timing import rate
+from benchmarks.timing import app_throughput
 
 PILOT_CORES = 2
 
@@ -55,12 +55,4 @@ def fn_tput(n: int, timeout: float) -> dict[str, float]:
     """Throughput of ``n`` no-op apps through Parsl and RPExecutor, submit all, then
     collect all results (as :func:`benchmarks.peer_htex.fn_tput`)."""
     with loaded(timeout) as (app, timings):
-        t0 = time.perf_counter()
-        futures = [app(i) for i in range(n)]
-        t1 = time.perf_counter()
-        for f in futures:
-            f.result(timeout=timeout)
-        t2 = time.perf_counter()
-        return {"rpex_fn_tput": rate(n, t2 - t0), "rpex_fn_tput_wall_s": t2 - t0,
-                "rpex_fn_tput_submit_s": t1 - t0, "rpex_fn_tput_n": n,
-                "rpex_first_result_s": timings["rpex_first_result_s"]}
+        return app_throughput(app, "rpex", n, timeout, timings["rpex_first_result_s"])

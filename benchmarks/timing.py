@@ -5,7 +5,8 @@ from __future__ import annotations
 import resource
 import statistics
 import sys
-from typing import Sequence
+import time
+from typing import Any, Sequence
 
 
 def rate(n: int, seconds: float) -> float:
@@ -13,6 +14,21 @@ def rate(n: int, seconds: float) -> float:
     if seconds <= 0:
         raise ValueError(f"a rate needs a positive duration; got {seconds!r} s for {n} tasks")
     return n / seconds
+
+
+def app_throughput(app: Any, prefix: str, n: int, timeout: float,
+                   first_result_s: float) -> dict[str, float]:
+    """Submit ``n`` calls of a Parsl ``app``, then collect every result; the figures
+    under ``<prefix>_fn_tput...`` keys (shared by the HTEX and RPExecutor peers)."""
+    t0 = time.perf_counter()
+    futures = [app(i) for i in range(n)]
+    t1 = time.perf_counter()
+    for f in futures:
+        f.result(timeout=timeout)
+    t2 = time.perf_counter()
+    return {f"{prefix}_fn_tput": rate(n, t2 - t0), f"{prefix}_fn_tput_wall_s": t2 - t0,
+            f"{prefix}_fn_tput_submit_s": t1 - t0, f"{prefix}_fn_tput_n": n,
+            f"{prefix}_first_result_s": first_result_s}
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
