@@ -328,25 +328,21 @@ class Plan:
                 "out": [d.as_wire() for d in self.agent_out]}
 
 
+def _split(directives: Iterable[Directive], client: list, agent: list) -> None:
+    # TRANSFER runs on the client, TARBALL on both sides (packed on one, unpacked on the
+    # other), everything else in the agent
+    for d in directives:
+        if d.action in (TRANSFER, TARBALL):
+            client.append(d)
+        if d.action != TRANSFER:
+            agent.append(d)
+
+
 def plan(input_staging: Iterable[Directive], output_staging: Iterable[Directive]) -> Plan:
     """Split expanded directives by where they run (see :class:`Plan`)."""
     p = Plan()
-    for d in input_staging:
-        if d.action == TRANSFER:
-            p.client_in.append(d)
-        elif d.action == TARBALL:
-            p.client_in.append(d)
-            p.agent_in.append(d)
-        else:
-            p.agent_in.append(d)
-    for d in output_staging:
-        if d.action == TRANSFER:
-            p.client_out.append(d)
-        elif d.action == TARBALL:
-            p.agent_out.append(d)
-            p.client_out.append(d)
-        else:
-            p.agent_out.append(d)
+    _split(input_staging, p.client_in, p.agent_in)
+    _split(output_staging, p.client_out, p.agent_out)
     return p
 
 
