@@ -65,8 +65,11 @@ def pilot_session(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
         t1 = time.perf_counter()
         pmgr = rp.PilotManager(session)
         t2 = time.perf_counter()
+        # the pilot sandbox (unit directories and output files) goes with the session
+        # into the temporary directory, not into the directory the benchmark runs from
         pilot = pmgr.submit_pilots(rp.ComputePilotDescription(
-            resource="local.localhost", cores=PILOT_CORES, runtime=PILOT_RUNTIME_MIN))
+            resource="local.localhost", cores=PILOT_CORES, runtime=PILOT_RUNTIME_MIN,
+            sandbox=tmp))
         state = pilot.wait(state=rp.PMGR_ACTIVE, timeout=timeout)
         t3 = time.perf_counter()
         if state != rp.PMGR_ACTIVE:

@@ -64,3 +64,23 @@ def test_invalid_pilot_descriptions_raise_naming_the_attribute(pmgr, umgr, pilot
     assert pmgr.list_pilots() == [pilot.uid]
     assert unit.wait(timeout=30) == rp.DONE
     assert pilot.state == rp.PMGR_ACTIVE
+
+
+@pytest.mark.timeout(120)
+def test_a_long_list_is_all_or_nothing_and_keeps_its_order(umgr):
+    # long enough to be handed to the pilot in several chunks
+    n = 5000
+    many = [rp.ComputeUnitDescription(function=len, args=[[0] * (i % 7)]) for i in range(n)]
+    known = set(umgr.list_units())
+
+    with pytest.raises(BadParameter) as err:
+        umgr.submit_units(many + [{"executable": "/bin/true", "cpu_threads": 0}])
+    assert f"descriptions[{n}]" in str(err.value)
+    assert set(umgr.list_units()) == known
+
+    units = umgr.submit_units(many)
+    assert len(units) == n
+    assert [int(u.uid.rsplit(".", 1)[1]) for u in units] == \
+        sorted(int(u.uid.rsplit(".", 1)[1]) for u in units)
+    assert set(umgr.wait_units([u.uid for u in units], timeout=100)) == {rp.DONE}
+    assert [u.return_value for u in units] == [i % 7 for i in range(n)]

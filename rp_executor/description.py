@@ -157,8 +157,8 @@ class Attr:
             origin, args = typing.get_origin(m), typing.get_args(m)
             if m is Any:
                 fast.add(object)
-            elif m in _SCALARS:
-                fast.add(m)
+            elif m in _SCALARS or (origin is None and isinstance(m, type)):
+                fast.add(m)   # a bare class: an instance of exactly it passes
             elif origin is list and args:
                 items = _fast_set(args[0])
             elif origin is dict and args:

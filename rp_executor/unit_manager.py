@@ -28,6 +28,10 @@ _AGENT_FIELDS = tuple((name, ComputeUnitDescription._attrs[name].default) for na
 _TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
              states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+# a long submit_units list is handed on in chunks: a small first one gets the pilots
+# going at once, larger ones keep the per-chunk cost low
+_FIRST_CHUNK = 256
+_CHUNK = 2048
 _PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 
 
@@ -201,6 +205,20 @@ class UnitManager(Manager):
                     exc.args = (exc.message,)
                 raise
             checked.append(d)
+        units: list[ComputeUnit] = []
+        # All are valid: hand them on in chunks, so that pilots start on the first
+        # while the rest are still being created (a long list would otherwise keep
+        # every pilot idle until its last unit is made).
+        start, size = 0, _FIRST_CHUNK
+        while start < len(checked):
+            end = start + size
+            units.extend(self._create(checked[start:end], calls[start:end],
+                                      plans[start:end]))
+            start, size = end, _CHUNK
+        return units[0] if scalar else units
+
+    def _create(self, checked: list, calls: list, plans: list) -> list[ComputeUnit]:
+        """Create, journal and schedule units of checked descriptions."""
         session = self._session
         now = time.time()
         units = [ComputeUnit(session._next_unit_id(), self, d) for d in checked]
@@ -219,7 +237,7 @@ class UnitManager(Manager):
             self._advance([(u, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
                            for u in units])
             self._schedule(units)
-        return units[0] if scalar else units
+        return units
 
     def wait_units(self, uids: Any = None, state: Any = None,
                    timeout: float | None = None) -> Any:
