@@ -143,3 +143,32 @@ def test_function_units_pass_every_state_and_are_journaled(session, umgr):
     session.journal.flush()
     assert [(s, t) for _, _, s, t in session.journal.transitions(unit.uid)] == \
         unit.state_history
+
+
+@pytest.mark.timeout(120)
+def test_functions_from_the_clients_directory_import_in_the_workers(tmp_path):
+    # python -c, a REPL or a notebook puts '' (its directory) on sys.path: the module
+    # next to the user's script must import in the pilot's workers as well, wherever
+    # the pilot's sandbox is
+    import subprocess
+    import sys
+    work, elsewhere = tmp_path / "project", tmp_path / "sandboxes"
+    work.mkdir()
+    (work / "my_science.py").write_text("def triple(x):\n    return 3 * x\n")
+    script = (
+        "import rp_executor as rp, my_science\n"
+        f"s = rp.Session(base_dir={str(tmp_path)!r})\n"
+        "try:\n"
+        "    p = rp.PilotManager(s).submit_pilots(rp.ComputePilotDescription(\n"
+        f"        resource='local.localhost', cores=1, runtime=5, sandbox={str(elsewhere)!r}))\n"
+        "    um = rp.UnitManager(s); um.add_pilots(p)\n"
+        "    u = um.submit_units(rp.ComputeUnitDescription(function=my_science.triple, args=[14]))\n"
+        "    u.wait(timeout=60)\n"
+        "    print(u.state, u.return_value, u.stderr)\n"
+        "finally:\n"
+        "    s.close()\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["DONE", "42"], out.stdout

@@ -236,6 +236,8 @@ class Description:
     _alias_map: ClassVar[dict[str, Alias]] = {}
     _immutable_defaults: ClassVar[dict[str, Any]] = {}
     _mutable_defaults: ClassVar[tuple[Attr, ...]] = ()
+    _recheck: ClassVar[tuple[Attr, ...]] = ()
+    _default_items: ClassVar[tuple[tuple[str, Any], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -243,6 +245,10 @@ class Description:
         cls._shared = frozenset(a.name for a in cls._schema if a.share)
         cls._copied = tuple(a.name for a in cls._schema
                             if not a.share and not _scalar_hint(a.hint))
+        # validate() checks again only what can change in place: values of scalar-only
+        # attributes were checked when set and are immutable
+        cls._recheck = tuple(a for a in cls._schema if not _scalar_hint(a.hint))
+        cls._default_items = tuple((a.name, a.default) for a in cls._schema)
         cls._alias_map = {a.name: a for a in cls._aliases}
         cls._immutable_defaults = {a.name: a.default for a in cls._schema
                                    if isinstance(a.default, _IMMUTABLE)}
@@ -384,7 +390,7 @@ class Description:
         """The attributes whose values differ from their defaults, as a new dict
         (values not copied); what the journal records."""
         d = self.__dict__
-        return {a.name: d[a.name] for a in self._schema if d[a.name] != a.default}
+        return {name: d[name] for name, default in self._default_items if d[name] != default}
 
     def copy(self) -> "Description":
         """Return a deep copy of this description."""
@@ -452,7 +458,7 @@ class Description:
         """
         d = self.__dict__
         scalars = _SCALAR_TYPES
-        for a in self._schema:
+        for a in self._recheck:
             value = d[a.name]
             # scalars were checked when set and cannot change in place; containers can
             if type(value) in scalars or (not value and type(value) in (list, dict)):

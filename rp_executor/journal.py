@@ -44,9 +44,12 @@ _repr = reprlib.Repr()
 _repr.maxother = _repr.maxstring = 200
 
 
+_encoder = json.JSONEncoder(default=_repr.repr, sort_keys=True)   # made once: cheaper
+
+
 def to_json(data: Any) -> str:
     """JSON text for a description; what JSON cannot hold is written as a short repr."""
-    return json.dumps(data, default=_repr.repr, sort_keys=True)
+    return _encoder.encode(data)
 
 
 class Journal:

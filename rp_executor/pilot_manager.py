@@ -260,8 +260,10 @@ class PilotManager(Manager):
             "heartbeat_interval": session._cfg["heartbeat_interval"],
             "heartbeat_timeout": session._cfg["agent_heartbeat_timeout"],
             "log_level": session._cfg["agent_log_level"],
-            # on this machine, function units can use what the client can import
-            "python_path": [p for p in sys.path if p] if session._is_local(pilot) else [],
+            # on this machine, function units can use what the client can import; ''
+            # (a REPL, a notebook, python -c) is the client's directory, not the agent's
+            "python_path": [os.path.abspath(p) for p in sys.path]
+            if session._is_local(pilot) else [],
         })
         command = block.agent_command(block.python_for(rcfg), cfg_path)
         job_id = provider.submit(command, 1, f"rp.{session.uid}.{pilot.uid}")

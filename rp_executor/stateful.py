@@ -113,6 +113,7 @@ class Manager:
         self._cond = threading.Condition(self._lock)
         self._callbacks: dict[str, dict] = {m: {} for m in self._metrics}
         self._closed = False
+        self._progress_lookup = states.progress_lookup(self._kind)
         if self._kind == "unit":
             self._progress, self._value = states.unit_progress, states.unit_value
             self._normalize = states.unit_states
@@ -175,7 +176,7 @@ class Manager:
 
         Must be called with ``self._lock`` held. Returns the objects that changed.
         """
-        progress = self._progress
+        lookup, progress = self._progress_lookup, self._progress
         kind = self._kind
         rows: list[tuple] = []
         fired: list[tuple[Stateful, list[str]]] = []
@@ -183,32 +184,38 @@ class Manager:
             current = obj._state
             history = obj._history
             start = len(history)
+            first = None       # the time of the first state passed
+            same = True        # all passed states share it (they mostly do)
             for target, ts in steps:
-                passed = progress(current, target)
+                passed = lookup((current, target))
+                if passed is None:
+                    passed = progress(current, target)
                 if passed:
+                    if first is None:
+                        first = ts
+                    elif ts != first:
+                        same = False
                     for state in passed:
                         history.append(state)
                         history.append(ts)
                     current = passed[-1]
                 elif current != target:
                     log.debug("%s: ignored %s -> %s", obj._uid, current, target)
-            if len(history) > start:
+            if first is not None:
                 obj._state = current
                 names = history[start::2]
-                times = history[start + 1::2]
                 # one journal row per object and batch: its states and their times (one
                 # time when they share it, as states reported together mostly do)
-                first = times[0]
-                if all(t == first for t in times):
-                    stamps = repr(first)
-                else:
-                    stamps = ",".join([repr(t) for t in times])
+                stamps = repr(first) if same else \
+                    ",".join([repr(t) for t in history[start + 1::2]])
                 rows.append((kind, obj._uid, ",".join(names), stamps))
                 fired.append((obj, names))
         if rows:
             self._session._journal.add_transitions(rows)
-            manager_cbs = self._callbacks[self._metrics[0]]
-            todo = [item for item in fired if item[0]._callbacks or manager_cbs]
+            if self._callbacks[self._metrics[0]]:
+                todo = fired
+            else:
+                todo = [item for item in fired if item[0]._callbacks]
             if todo:
                 self._session._callbacks.submit(self._fire, todo)
             changed = [obj for obj, _ in fired]

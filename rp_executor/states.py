@@ -49,7 +49,7 @@ so that callbacks see the whole way from NEW to DONE.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rp_executor.exceptions import BadParameter, IncorrectState
 
@@ -297,6 +297,14 @@ def _progress_table(states: tuple[str, ...], values: dict[str | None, int]
 
 _UNIT_PROGRESS = _progress_table(UNIT_STATES, _UNIT_VALUES)
 _PILOT_PROGRESS = _progress_table(PILOT_STATES, _PILOT_VALUES)
+
+
+def progress_lookup(kind: str) -> Callable[[tuple[str | None, str]], tuple[str, ...] | None]:
+    """The fast path of :func:`unit_progress` (``kind="unit"``) or
+    :func:`pilot_progress`: ``lookup((current, target))`` gives the same tuple for
+    current state names, and None for anything else (a legacy or unknown name: ask
+    the function then, which also raises for unknown names)."""
+    return (_UNIT_PROGRESS if kind == "unit" else _PILOT_PROGRESS).get
 
 
 def _transitions(states: tuple[str, ...]) -> dict[str | None, frozenset[str]]:
