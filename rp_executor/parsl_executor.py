@@ -335,6 +335,11 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         if isinstance(self.provider, LocalProvider) and pilot.pilot_sandbox:
             block.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
 
+    def _cores(self) -> int:
+        """Cores of the blocks' pilots that have not ended."""
+        return sum(p._description.cores for p in list(self._pilots.values())
+                   if not p.is_final)
+
     def _pilot_capacity(self, pilot: Any) -> float:
         """How many unfinished units a pilot may hold: its cores, plus
         ``prefetch_per_core`` queued units per core (None: no limit)."""
@@ -435,9 +440,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
                     self._queue_cond.wait()
                 if not self._queue:
                     return
-                if len(self._queue) < _GATHER_BELOW and not self._stopping:
-                    # Parsl hands over one task at a time: gather for a moment, so
-                    # that a unit costs a share of one batch, not a batch of its own
+                if not self._stopping and gathers(len(self._queue), len(self._tasks),
+                                                  self._cores()):
                     self._queue_cond.wait(_GATHER_S)
                 batch = [heapq.heappop(self._queue)[2] for _ in range(len(self._queue))]
             try:
@@ -499,8 +503,21 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         _settle(fut, error=UnitFailed(unit.uid, state, detail))
 
 
-_GATHER_BELOW = 64    # tasks: fewer than this waiting, the submitter gathers first
-_GATHER_S = 0.002     # seconds it gathers
+_GATHER_BELOW = 64    # tasks: fewer than this waiting, the submitter may gather first
+_GATHER_S = 0.005     # seconds it gathers while the pilots are busy
+
+
+def gathers(waiting: int, outstanding: int, cores: int) -> bool:
+    """Whether the submitter waits ``_GATHER_S`` for more tasks before it hands the
+    ``waiting`` ones on as units.
+
+    Parsl hands over one task at a time. With more tasks out (``outstanding``) than
+    the pilots have ``cores``, the pilots are busy and a new task would wait there
+    anyway: gathering costs it nothing, and a unit then costs a share of one batch
+    instead of a batch of its own. With fewer (a chain of dependent apps, a few
+    tasks) every task goes at once; so does a batch that is already large.
+    """
+    return waiting < _GATHER_BELOW and outstanding > cores
 
 
 def _settle(fut: Future, result: Any = None, error: BaseException | None = None) -> None:

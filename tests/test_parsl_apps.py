@@ -12,7 +12,7 @@ from parsl.executors.errors import InvalidResourceSpecification
 from parsl.jobs.states import JobState
 
 from rp_executor import parsl_apps as pa  # noqa: E402
-from rp_executor.parsl_executor import _job_status, _runtime_minutes  # noqa: E402
+from rp_executor.parsl_executor import _job_status, _runtime_minutes, gathers  # noqa: E402
 
 
 def _bash_app_function(fn):
@@ -168,3 +168,15 @@ def test_pilot_runtime_follows_the_provider_walltime():
         walltime = "01:30:01"
     assert _runtime_minutes(P()) == 91
     assert _runtime_minutes(object()) == 7 * 24 * 60
+
+
+def test_the_submitter_gathers_tasks_only_while_the_pilots_are_busy():
+    # a chain of dependent apps: one task out, idle cores -> it goes at once
+    assert not gathers(waiting=1, outstanding=1, cores=2)
+    assert not gathers(waiting=2, outstanding=2, cores=2)
+    # a burst: more tasks out than cores -> wait a moment for more
+    assert gathers(waiting=1, outstanding=500, cores=2)
+    # no pilot yet: every task waits anyway
+    assert gathers(waiting=1, outstanding=1, cores=0)
+    # a batch that is already large goes at once
+    assert not gathers(waiting=64, outstanding=5000, cores=2)
