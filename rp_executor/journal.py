@@ -14,7 +14,6 @@ import queue
 import reprlib
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,12 +29,14 @@ CREATE TABLE IF NOT EXISTS pilots (uid TEXT PRIMARY KEY, pmgr TEXT, description 
 CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
                                   stderr TEXT);
-CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY,
                                         kind TEXT, uid TEXT, states TEXT, stamps TEXT);
 CREATE INDEX IF NOT EXISTS transitions_uid ON transitions (uid);
 """
 
-_GATHER = 0.01   # seconds the writer waits for more after a first write arrives
+# seconds the writer waits for more after a first write arrives: a transaction costs
+# far more than a row, and nothing waits for the disk (flush() does, and skips this)
+_GATHER = 0.05
 
 _INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, states, stamps) VALUES (?, ?, ?, ?)"
 
@@ -70,6 +71,7 @@ class Journal:
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot create the session journal {self.path}: {exc}") from exc
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._hurry = threading.Event()    # a flush or close waits: stop gathering
         self._error: Exception | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="rp-journal",
@@ -132,6 +134,7 @@ class Journal:
             return
         done = threading.Event()
         self._queue.put(done)
+        self._hurry.set()
         if not done.wait(timeout):
             raise DatabaseError(f"the journal {self.path} did not flush within {timeout} s")
         self._raise_pending()
@@ -141,6 +144,7 @@ class Journal:
         if self._closed:
             return
         self._queue.put(None)
+        self._hurry.set()
         self._thread.join()
         self._closed = True
         self._db.close()
@@ -184,7 +188,8 @@ class Journal:
             if not isinstance(batch[0], threading.Event) and batch[0] is not None:
                 # a transaction costs far more than a row: let a trickle of small
                 # writes (one unit at a time, as Parsl submits) gather for a moment
-                time.sleep(_GATHER)
+                self._hurry.wait(_GATHER)
+                self._hurry.clear()
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
