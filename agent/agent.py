@@ -46,14 +46,13 @@ class Agent:
         self.sandbox = Path(cfg["sandbox"])
         self.rm = make_resource_manager(cfg)
         self.scheduler = Scheduler(self.rm.nodes)
-        # one pipe wakes the loop: SIGCHLD writes to it, and so do the launchers
+        # one pipe wakes the loop: SIGCHLD writes to it, and so does the staging worker
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.executor = ForkExecutor(self.sandbox, {
             "RP_SESSION_ID": cfg["session_id"], "RP_PILOT_ID": self.pilot,
-            "RP_PILOT_SANDBOX": str(self.sandbox)}, wake=self._wake,
-            launch=LaunchMethods.from_config(cfg))
+            "RP_PILOT_SANDBOX": str(self.sandbox)}, launch=LaunchMethods.from_config(cfg))
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.prioritized = False   # a waiting unit has a priority: keep them sorted
@@ -97,15 +96,25 @@ class Agent:
     def _flush_due(self, poller: zmq.Poller, now: float) -> bool:
         """Whether to send the pending updates now.
 
-        They go at once when nothing else is ready (an idle pilot answers without
-        delay); under load they gather into batches of up to ``_BATCH`` updates or
-        ``_BATCH_AGE`` seconds, so that the client handles few large frames.
+        They go at once when the pilot has nothing else to do (the client is likely
+        waiting for exactly these); while units run or wait, more updates are due
+        soon, and they gather into batches of up to ``_BATCH`` updates or
+        ``_BATCH_AGE`` seconds, so that the client handles few large frames instead
+        of one per unit (each frame wakes its threads).
         """
         if self.first_update is None:
             self.first_update = now
         if len(self.updates) >= _BATCH or now - self.first_update >= _BATCH_AGE:
             return True
+        if self.waiting or self.executor.running or self.pool.running:
+            return False
         return not poller.poll(0)
+
+    def _flush_timeout(self, now: float) -> float | None:
+        """Seconds until gathered updates must go out (None when none wait)."""
+        if not self.updates or self.first_update is None:
+            return None
+        return self.first_update + _BATCH_AGE - now
 
     def _flush(self, sock: zmq.Socket, *more: Any) -> None:
         self.first_update = None
@@ -333,7 +342,8 @@ class Agent:
                 timeout = min(next_beat, self.runtime_end) - now
                 if self.held:
                     timeout = min(timeout, self.held[0][0] - now)
-                for waits in (self.executor.reap_timeout, self.pool.collect_timeout):
+                for waits in (self.executor.reap_timeout, self.pool.collect_timeout,
+                              self._flush_timeout(now)):
                     if waits is not None:
                         timeout = min(timeout, waits)
                 fds = self.pool.filenos()

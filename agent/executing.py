@@ -1,11 +1,12 @@
-"""Fork launch of units: one process group per unit, collected by polling.
+"""Fork launch of units: one process group per unit, collected without blocking.
 
 RP's POPEN executor (``agent/executing/popen.py``) without its watcher thread:
-the agent's loop calls ``launch`` and, when SIGCHLD (or ``reap_timeout``) wakes
-it, ``reap``.  A unit's command follows RP's semantics: the executable and its
-arguments are shell text on one command line.  When nothing in them is special
-to the shell and there are no ``pre_exec``/``post_exec`` lines, the argv is
-exec'd directly, which gives the same result without starting a shell.
+the agent's loop calls ``launch``, which starts the unit's process and returns
+once it has exec'd, and, when SIGCHLD (or ``reap_timeout``) wakes it, ``reap``.
+A unit's command follows RP's semantics: the executable and its arguments are
+shell text on one command line.  When nothing in them is special to the shell
+and there are no ``pre_exec``/``post_exec`` lines, the argv is exec'd directly,
+which gives the same result without starting a shell.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import re
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any
 
 from .launch_methods import LaunchError, LaunchMethods
 from .scheduler import Slots
@@ -51,6 +50,23 @@ _SHELL_WORDS = frozenset(
 )
 _PLAIN = re.compile(r"[A-Za-z0-9_\-+=.,/:@%^]+")
 
+# the units' output files: created, truncated, not inherited by other children
+_OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_devnull: int | None = None
+# waitid(WNOWAIT) tells which child ended without reaping it (macOS only from 3.13)
+_PEEK = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
+
+
+def _stdin() -> int:
+    """One read-only /dev/null for every unit's stdin, opened on first use.
+
+    Popen's ``DEVNULL`` opens and closes it for every process.
+    """
+    global _devnull
+    if _devnull is None:
+        _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull
+
 
 @dataclass
 class Finished:
@@ -75,17 +91,18 @@ class Finished:
 
 
 class _Running:
+    # paths as str: they are only handed to the OS, and pathlib costs per unit
     __slots__ = ("proc", "slots", "started", "sandbox", "out", "err", "kill_at")
 
     def __init__(self, proc: subprocess.Popen, slots: Slots, started: float,
-                 sandbox: Path, out: Path, err: Path) -> None:
+                 sandbox: str, out: str, err: str) -> None:
         self.proc = proc
         self.slots = slots
         self.started = started
         self.sandbox = sandbox
         self.out = out
         self.err = err
-        self.kill_at: float | None = None  # monotonic deadline once canceled
+        self.kill_at: float | None = None  # monotonic SIGKILL deadline once canceled
 
 
 class ForkExecutor:
@@ -94,42 +111,34 @@ class ForkExecutor:
     ``pilot_sandbox`` holds the unit sandboxes; ``base_env`` (for example
     ``RP_SESSION_ID``, ``RP_PILOT_ID``) is added to every unit's environment.
 
-    One loop drives it (``launch``, ``reap``, ``cancel``, ``kill_all``). Starting a
-    process (sandbox, output files, fork and exec) takes most of a unit's cost and
-    ``fork_exec`` releases the GIL, so ``launchers`` threads (a fixed number, not one
-    per unit) do it in parallel; ``wake`` is called when a launch failed, so that the
-    loop reaps the failure (a started process wakes it with SIGCHLD). ``launch``
+    One loop drives it (``launch``, ``reap``, ``cancel``, ``kill_all``), from one
+    thread.  ``launch`` starts the process itself and returns once the unit has
+    exec'd (a vfork'd child: a fraction of a millisecond), never waiting for the
+    unit's run; handing the start to threads cost more in hand-offs than it saved.
+    ``reap`` pays for the units that ended, not for all that run.  ``launch``
     chooses the launch method per unit (``mpirun``, ``srun``...); without it, or
     when both methods fork, a unit's command is exec'd as it is.
     """
 
     def __init__(self, pilot_sandbox: Path | str, base_env: Mapping[str, str] | None = None,
-                 kill_grace: float = KILL_GRACE, launchers: int = 2,
-                 wake: Callable[[], None] | None = None,
-                 launch: LaunchMethods | None = None) -> None:
+                 kill_grace: float = KILL_GRACE, launch: LaunchMethods | None = None) -> None:
         self.pilot_sandbox = Path(pilot_sandbox)
+        self._root = str(self.pilot_sandbox)
         # None or all-fork: units are exec'd as they are, at no extra cost
         self._launch = None if launch is None or launch.trivial else launch
         self.base_env = dict(base_env or {})
         self.kill_grace = kill_grace
         self._env = {**os.environ, **self.base_env}   # decoded once, copied per unit
         self._running: dict[str, _Running] = {}
+        self._pids: dict[int, str] = {}   # of the running units
+        self._canceling: set[str] = set()   # sent SIGTERM, their SIGKILL is still due
+        self._exited: list[str] = []   # reaped by cancel's check, to report in reap
         self._failed: list[Finished] = []
-        self._starting: set[str] = set()      # handed to a launcher, not started yet
-        self._cancel_early: set[str] = set()  # canceled while starting
-        self._lock = threading.Lock()
-        self._wake = wake or (lambda: None)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._launchers = [threading.Thread(target=self._launch_loop, daemon=True,
-                                            name=f"rp-launcher-{i}")
-                           for i in range(max(1, launchers))]
-        for thread in self._launchers:
-            thread.start()
 
     @property
     def running(self) -> int:
-        """How many units are starting or have a process not reaped yet."""
-        return len(self._running) + len(self._starting)
+        """How many units have a process not reaped yet."""
+        return len(self._running)
 
     @property
     def reap_timeout(self) -> float | None:
@@ -137,12 +146,12 @@ class ForkExecutor:
 
         0 when a result is already waiting, None when only SIGCHLD matters.
         """
-        if self._failed:
+        if self._failed or self._exited:
             return 0.0
-        deadlines = [r.kill_at for r in self._running.values() if r.kill_at is not None]
-        if not deadlines:
+        if not self._canceling:
             return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        deadline = min(self._running[uid].kill_at for uid in self._canceling)
+        return max(0.0, deadline - time.monotonic())
 
     # -- launch ---------------------------------------------------------------
 
@@ -155,38 +164,32 @@ class ForkExecutor:
     def launch(self, unit: Mapping[str, Any], slots: Slots) -> None:
         """Start ``unit`` (``{"uid": ..., "description": {...}}``) on ``slots``.
 
-        Never blocks on the unit and never raises for a bad unit: a failure to
-        start is written to the unit's stderr file and reported by a later
-        ``reap()``.
+        Never blocks on the unit's run and never raises for a bad unit: a
+        failure to start is written to the unit's stderr file and reported by
+        the next ``reap()`` (``reap_timeout`` is then 0).
         """
-        with self._lock:
-            self._starting.add(unit["uid"])
-        self._queue.put((unit, slots))
-
-    def _launch_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self._start(*item)
-            except Exception:  # a launcher must survive anything a unit does
-                logger.exception("launching %s failed", item[0].get("uid"))
-
-    def _start(self, unit: Mapping[str, Any], slots: Slots) -> None:
-        uid = unit["uid"]
         started = time.time()
-        descr = unit.get("description") or {}
-        sandbox = self.sandbox_of(unit)
-        out = sandbox / (descr.get("stdout") or "STDOUT")
-        err = sandbox / (descr.get("stderr") or "STDERR")
         try:
-            sandbox.mkdir(parents=True, exist_ok=True)
+            self._start(unit, slots, started)
+        except Exception as exc:  # the loop must survive anything a unit holds
+            logger.exception("unit %s: cannot launch", unit["uid"])
+            self._failed.append(Finished(unit["uid"], 1, "", f"rp_executor: cannot launch: "
+                                         f"{exc}\n", False, slots, started, time.time()))
+
+    def _start(self, unit: Mapping[str, Any], slots: Slots, started: float) -> None:
+        uid = unit["uid"]
+        descr = unit.get("description") or {}
+        # pathlib's normalization only where a description names the sandbox
+        sandbox = str(self.sandbox_of(unit)) if descr.get("sandbox") else f"{self._root}/{uid}"
+        out = f"{sandbox}/{descr.get('stdout') or 'STDOUT'}"
+        err = f"{sandbox}/{descr.get('stderr') or 'STDERR'}"
+        try:
+            _make_sandbox(sandbox)
         except OSError as exc:
             logger.warning("unit %s: cannot create sandbox %s: %s", uid, sandbox, exc)
             msg = f"rp_executor: cannot create unit sandbox '{sandbox}': {exc.strerror or exc}"
-            self._failed_now(Finished(uid, 1, "", msg, False, slots, started, time.time(),
-                                      sandbox))
+            self._failed.append(Finished(uid, 1, "", msg, False, slots, started, time.time(),
+                                         Path(sandbox)))
             return
         try:
             argv = self._command(uid, descr, sandbox)
@@ -198,26 +201,30 @@ class ForkExecutor:
         method = self._launch.for_unit(descr) if self._launch is not None else None
         if method is not None:
             try:
-                argv = method.command(argv, descr, slots, env, sandbox)
+                argv = method.command(argv, descr, slots, env, Path(sandbox))
             except (LaunchError, OSError) as exc:
                 logger.warning("unit %s: cannot launch with %s: %s", uid, method.name, exc)
                 self._fail(uid, 1, f"rp_executor: cannot launch with {method.name}: {exc}",
                            slots, started, sandbox, out, err)
                 return
         try:
-            fout, ferr = open(out, "wb"), open(err, "wb")
+            fout = os.open(out, _OUTPUT_FLAGS, 0o666)
+            try:
+                ferr = os.open(err, _OUTPUT_FLAGS, 0o666)
+            except OSError:
+                os.close(fout)
+                raise
         except OSError as exc:
             logger.warning("unit %s: cannot open output files: %s", uid, exc)
             msg = f"rp_executor: cannot open unit output file: {exc}"
-            self._failed_now(Finished(uid, 1, "", msg, False, slots, started, time.time(),
-                                      sandbox))
+            self._failed.append(Finished(uid, 1, "", msg, False, slots, started, time.time(),
+                                         Path(sandbox)))
             return
         try:
-            with fout, ferr:
-                proc = subprocess.Popen(
-                    argv, cwd=sandbox, env=env, stdin=subprocess.DEVNULL, stdout=fout,
-                    stderr=ferr, start_new_session=True, close_fds=True,
-                )
+            proc = subprocess.Popen(
+                argv, cwd=sandbox, env=env, stdin=_stdin(), stdout=fout, stderr=ferr,
+                start_new_session=True, close_fds=True,
+            )
         except OSError as exc:
             code = 127 if exc.errno == errno.ENOENT else 126
             reason = exc.strerror or str(exc)
@@ -225,37 +232,31 @@ class ForkExecutor:
             self._fail(uid, code, f"rp_executor: cannot execute '{argv[0]}': {reason}",
                        slots, started, sandbox, out, err)
             return
-        run = _Running(proc, slots, started, sandbox, out, err)
-        with self._lock:
-            self._starting.discard(uid)
-            self._running[uid] = run
-            canceled = uid in self._cancel_early
-            self._cancel_early.discard(uid)
+        except ValueError as exc:  # a NUL byte or an '=' in a name, which the OS cannot take
+            logger.warning("unit %s: invalid description: %s", uid, exc)
+            self._fail(uid, 1, f"rp_executor: invalid unit description: {exc}", slots,
+                       started, sandbox, out, err)
+            return
+        finally:
+            os.close(fout)
+            os.close(ferr)
+        self._running[uid] = _Running(proc, slots, started, sandbox, out, err)
+        self._pids[proc.pid] = uid
         logger.debug("unit %s: started pid %d: %s", uid, proc.pid, argv)
-        if canceled:
-            self._terminate(uid, run)
-        else:
-            self._wake()  # it may already have ended, its SIGCHLD seen before it was here
-
-    def _failed_now(self, result: Finished) -> None:
-        with self._lock:
-            self._starting.discard(result.uid)
-            self._cancel_early.discard(result.uid)
-            self._failed.append(result)
-        self._wake()
 
     def _fail(self, uid: str, code: int, msg: str, slots: Slots, started: float,
-              sandbox: Path, out: Path, err: Path) -> None:
+              sandbox: str, out: str, err: str) -> None:
         try:
-            out.touch()
+            with open(out, "ab"):
+                pass
             with open(err, "a", encoding="utf-8") as f:
                 f.write(msg + "\n")
         except OSError as exc:
             logger.warning("unit %s: cannot write %s: %s", uid, err, exc)
-        self._failed_now(Finished(uid, code, tail(out, "stdout"), msg + "\n", False,
-                                  slots, started, time.time(), sandbox))
+        self._failed.append(Finished(uid, code, tail(out, "stdout"), msg + "\n", False,
+                                     slots, started, time.time(), Path(sandbox)))
 
-    def _command(self, uid: str, descr: Mapping[str, Any], sandbox: Path) -> list[str]:
+    def _command(self, uid: str, descr: Mapping[str, Any], sandbox: str) -> list[str]:
         exe = descr.get("executable")
         if not exe or not isinstance(exe, str):
             raise ValueError(f"'executable' must be a non-empty string, got {exe!r}")
@@ -264,17 +265,18 @@ class ForkExecutor:
         post = list(descr.get("post_exec") or [])
         if not pre and not post and _direct(exe, args):
             return [exe, *args]
-        script = sandbox / f"{uid}.sh"
-        script.write_text(_script(sandbox, exe, args, pre, post))
-        return ["/bin/bash", str(script)]
+        script = f"{sandbox}/{uid}.sh"
+        with open(script, "w") as f:
+            f.write(_script(sandbox, exe, args, pre, post))
+        return ["/bin/bash", script]
 
-    def _environment(self, uid: str, descr: Mapping[str, Any], sandbox: Path,
+    def _environment(self, uid: str, descr: Mapping[str, Any], sandbox: str,
                      slots: Slots) -> dict[str, str]:
         env = dict(self._env)
         env["RP_UNIT_ID"] = uid
         if descr.get("name"):
             env["RP_UNIT_NAME"] = str(descr["name"])
-        env["RP_UNIT_SANDBOX"] = str(sandbox)
+        env["RP_UNIT_SANDBOX"] = sandbox
         env["OMP_NUM_THREADS"] = str(descr.get("cpu_threads") or 1)
         gpus = slots.gpu_indices
         if gpus:
@@ -290,81 +292,82 @@ class ForkExecutor:
         Also sends SIGKILL to canceled units still alive ``kill_grace`` seconds
         after their SIGTERM.
         """
-        with self._lock:
-            done, self._failed = self._failed, []
-            running = list(self._running.items())
+        done, self._failed = self._failed, []
+        done += [self._finish(uid, rc) for uid, rc in self._ended()]
         now = time.monotonic()
-        for uid, run in running:
-            rc = run.proc.poll()
-            if rc is None:
-                if run.kill_at is not None and now >= run.kill_at:
-                    logger.info("unit %s: still alive %.1fs after SIGTERM, sending SIGKILL",
-                                uid, self.kill_grace)
-                    _killpg(run.proc.pid, signal.SIGKILL)
-                continue
-            done.append(self._finish(uid, rc))
+        for uid in [u for u in self._canceling if now >= self._running[u].kill_at]:
+            logger.info("unit %s: still alive %.1fs after SIGTERM, sending SIGKILL",
+                        uid, self.kill_grace)
+            _killpg(self._running[uid].proc.pid, signal.SIGKILL)
+            self._canceling.discard(uid)   # its end comes with SIGCHLD
         return done
 
+    def _ended(self) -> list[tuple[str, int]]:
+        """``(uid, exit code)`` of the units whose process has ended, reaped.
+
+        Asks the kernel which child has ended (without reaping it) instead of
+        asking every running unit, so that a pilot with many running units pays
+        per unit that ended.  The agent has other children (function workers,
+        staging tools), reaped by their owners: while one of those is a zombie,
+        every unit is asked.
+        """
+        ended = {uid: self._running[uid].proc.returncode for uid in self._exited}
+        self._exited = []
+        while _PEEK:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:   # no child at all
+                return list(ended.items())
+            if info is None:
+                return list(ended.items())
+            uid = self._pids.get(info.si_pid)
+            rc = None if uid is None else self._running[uid].proc.poll()
+            if rc is None:
+                break
+            ended[uid] = rc
+        for uid, run in self._running.items():
+            if uid not in ended and (rc := run.proc.poll()) is not None:
+                ended[uid] = rc
+        return list(ended.items())
+
     def _finish(self, uid: str, rc: int) -> Finished:
-        with self._lock:
-            run = self._running.pop(uid)
+        run = self._running.pop(uid)
+        del self._pids[run.proc.pid]
+        self._canceling.discard(uid)
         canceled = run.kill_at is not None
         if canceled:
             # the group can outlive its leader (background children)
             _killpg(run.proc.pid, signal.SIGKILL)
         return Finished(uid, rc, tail(run.out, "stdout"), tail(run.err, "stderr"), canceled,
-                        run.slots, run.started, time.time(), run.sandbox)
+                        run.slots, run.started, time.time(), Path(run.sandbox))
 
     def cancel(self, uid: str) -> bool:
         """Terminate the unit's process group (SIGTERM, SIGKILL after the grace).
 
         Returns False if the unit is not running (unknown, or its process has
         already ended: it is then reported by ``reap`` as it ended).  The unit
-        shows up in ``reap()`` with ``canceled=True``; one still being started is
-        terminated as soon as it has started.
+        shows up in ``reap()`` with ``canceled=True``.
         """
-        with self._lock:
-            if uid in self._starting:
-                self._cancel_early.add(uid)
-                return True
-            run = self._running.get(uid)
-        if run is None or run.proc.poll() is not None:
+        run = self._running.get(uid)
+        if run is None:
             return False
-        self._terminate(uid, run)
-        return True
-
-    def _terminate(self, uid: str, run: _Running) -> None:
+        if run.proc.poll() is not None:
+            self._exited.append(uid)
+            return False
         if run.kill_at is None:
             run.kill_at = time.monotonic() + self.kill_grace
+            self._canceling.add(uid)
             logger.debug("unit %s: canceling (SIGTERM to group %d)", uid, run.proc.pid)
             _killpg(run.proc.pid, signal.SIGTERM)
-        self._wake()  # so that the loop sets its timer for the SIGKILL
+        return True
 
     def kill_all(self) -> list[Finished]:
         """End every unit's process group and reap them all (for shutdown).
 
-        Stops the launchers, sends SIGTERM, waits up to ``kill_grace`` seconds, then
-        SIGKILL. Returns the results not yet reported; the units that were still
+        Sends SIGTERM, waits up to ``kill_grace`` seconds, then SIGKILL.
+        Returns the results not yet reported; the units that were still
         running are ``canceled``.
         """
-        with self._lock:
-            self._cancel_early.update(self._starting)
-        for _ in self._launchers:
-            self._queue.put(None)
-        for thread in self._launchers:
-            if thread is not threading.current_thread():
-                thread.join()
-        # units queued behind the stop markers never started: they failed to start
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                unit, slots = item
-                now = time.time()
-                self._failed_now(Finished(unit["uid"], 1, "", "rp_executor: not started",
-                                          True, slots, now, now, None))
         for uid in list(self._running):
             self.cancel(uid)  # a unit that already ended is reported as it ended
         deadline = time.monotonic() + self.kill_grace
@@ -375,14 +378,24 @@ class ForkExecutor:
         for run in self._running.values():
             if run.proc.poll() is None:
                 _killpg(run.proc.pid, signal.SIGKILL)
-        with self._lock:
-            done, self._failed = self._failed, []
+        done, self._failed, self._exited = self._failed, [], []
         for uid, run in list(self._running.items()):
             done.append(self._finish(uid, run.proc.wait()))
         return done
 
 
-def tail(path: Path, what: str = "stdout", limit: int = MAX_IO_LOGLENGTH) -> str:
+def _make_sandbox(path: str) -> None:
+    """Create a unit sandbox; one mkdir when the pilot sandbox is there."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def tail(path: Path | str, what: str = "stdout", limit: int = MAX_IO_LOGLENGTH) -> str:
     """The last ``limit`` characters of a UTF-8 text file, as RP reports them.
 
     Prefixed with ``"[... CONTENT SHORTENED ...]\\n"`` when cut; for a file that
@@ -391,6 +404,8 @@ def tail(path: Path, what: str = "stdout", limit: int = MAX_IO_LOGLENGTH) -> str
     the file.  A missing file gives ``""``.
     """
     try:
+        if os.stat(path).st_size == 0:
+            return ""   # most units: one stat instead of open, seek, read, close
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
             start = max(0, size - 4 * limit)  # a UTF-8 character is at most 4 bytes
@@ -431,8 +446,8 @@ def _guarded(kind: str, cmd: str) -> str:
     return f"{{\n{cmd}\n}} || {{ echo {msg} >&2; exit 1; }}\n"
 
 
-def _script(sandbox: Path, exe: str, args: list[str], pre: list[str], post: list[str]) -> str:
-    lines = ["#!/bin/bash\n", f"cd {shlex.quote(str(sandbox))} || exit 1\n"]
+def _script(sandbox: str, exe: str, args: list[str], pre: list[str], post: list[str]) -> str:
+    lines = ["#!/bin/bash\n", f"cd {shlex.quote(sandbox)} || exit 1\n"]
     lines += [_guarded("pre_exec", str(c)) for c in pre]
     lines.append(" ".join([exe, *args]) + "\n")
     lines.append("RETVAL=$?\n")

@@ -8,7 +8,7 @@ in ``LAUNCH_METHODS``; the resource config picks one for plain units
 (``task_launch_method``) and one for MPI units (``mpi_launch_method``), and
 :class:`LaunchMethods` chooses between them per unit.
 
-A method is built once per agent and called from the launcher threads, so
+A method is built once per agent and called for every unit it launches, so
 ``command`` must not change the method's state.
 """
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import psutil
 import pytest
 
+from rp_executor.agent import executing
 from rp_executor.agent.executing import MAX_IO_LOGLENGTH, SHORTENED, Finished, ForkExecutor, tail
 from rp_executor.agent.scheduler import NodeSlot, Slots
 
@@ -198,6 +200,28 @@ def test_description_without_executable_fails_the_unit_without_raising(ex):
     assert "executable" in res.stderr
 
 
+def test_environment_the_os_cannot_take_fails_the_unit_without_raising(ex):
+    res = run_one(ex, unit("unit.000026", "/bin/true", environment={"A=B": "x"}))
+    assert res.exit_code == 1
+    assert "rp_executor: invalid unit description" in res.stderr
+    assert ex.running == 0
+
+
+def test_sandbox_path_taken_by_a_file_fails_the_unit(ex, tmp_path):
+    (tmp_path / "pilot").mkdir()
+    (tmp_path / "pilot" / "unit.000027").write_text("in the way\n")
+    res = run_one(ex, unit("unit.000027", "/bin/true"))
+    assert res.exit_code == 1
+    assert "cannot create unit sandbox" in res.stderr
+
+
+def test_description_the_executor_cannot_use_fails_the_unit_without_raising(ex):
+    res = run_one(ex, unit("unit.000028", "/bin/true", sandbox=5))
+    assert res.exit_code == 1
+    assert res.stderr.startswith("rp_executor: cannot launch")
+    assert ex.running == 0
+
+
 def test_unit_killed_by_a_signal_reports_minus_signum(ex):
     ex.launch(unit("unit.000025", "/bin/sleep", "10"), CPU)
     time.sleep(0.1)
@@ -259,6 +283,15 @@ def test_cancel_kills_the_whole_process_group(ex):
     assert ex.running == 0
 
 
+def test_launch_returns_with_the_process_started_and_cancel_can_follow_at_once(ex):
+    ex.launch(unit("unit.000043", "/bin/sleep", "100"), CPU)
+    assert ex.running == 1
+    assert psutil.Process(ex._running["unit.000043"].proc.pid).name() == "sleep"
+    assert ex.cancel("unit.000043") is True
+    res = reap_all(ex)["unit.000043"]
+    assert (res.exit_code, res.canceled) == (-signal.SIGTERM, True)
+
+
 def test_cancel_escalates_to_sigkill_after_the_grace(tmp_path):
     ex = ForkExecutor(tmp_path, kill_grace=0.3)
     try:
@@ -303,9 +336,31 @@ def test_kill_all_leaves_no_process_and_reports_every_unit(ex):
     assert ex.reap() == []
 
 
-def test_many_units_run_concurrently_and_are_all_reaped(ex):
+@pytest.mark.parametrize("peek", [True, False], ids=["waitid", "poll-each"])
+def test_many_units_run_concurrently_and_are_all_reaped(ex, monkeypatch, peek):
+    # without waitid(WNOWAIT) (macOS before Python 3.13) every running unit is asked
+    monkeypatch.setattr(executing, "_PEEK", peek and executing._PEEK)
     for i in range(50):
         ex.launch(unit(f"unit.{i:06d}", "/bin/echo", str(i)), CPU)
     results = reap_all(ex, 50)
     assert {r.stdout for r in results.values()} == {f"{i}\n" for i in range(50)}
     assert ex.running == 0
+
+
+def test_units_are_reaped_while_another_child_of_the_agent_is_a_zombie(ex):
+    # the agent's function workers and staging tools are its children too,
+    # reaped by their own code: one that ended must not hide the units' ends
+    other = subprocess.Popen(["/bin/true"])
+    try:
+        deadline = time.monotonic() + 5
+        while psutil.Process(other.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for i in range(3):
+            ex.launch(unit(f"unit.00007{i}", "/bin/echo", str(i)), CPU)
+        results = reap_all(ex, 3)
+        assert {r.stdout for r in results.values()} == {"0\n", "1\n", "2\n"}
+        # still there for its owner to reap
+        assert os.waitid(os.P_PID, other.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    finally:
+        other.wait()
