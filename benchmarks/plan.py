@@ -76,7 +76,9 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("exec_tput", 5_000, 180, (
         ("rp", "benchmarks.peer_rp:exec_tput"),
         ("raw", "benchmarks.peer_local:raw_exec_tput"),
-    ), "/bin/true throughput: rp executable units vs a two-thread subprocess.run loop"),
+        ("rp_disk", "benchmarks.peer_rp:exec_tput_disk"),
+    ), "/bin/true throughput: rp executable units (pilot sandbox in /dev/shm) vs a "
+       "two-thread subprocess.run loop; rp_disk: the sandbox in the temp dir"),
     Measurement("parsl_tput", 10_000, 300, (
         ("rpex", "benchmarks.peer_parsl:fn_tput"),
         ("htex", "benchmarks.peer_htex:fn_tput"),

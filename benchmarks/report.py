@@ -76,6 +76,8 @@ ROWS: tuple[Row, ...] = (
     Row("latency", "exec_latency", "rp_exec_latency_ms", "ms", ("rp_exec_latency_p90_ms",)),
     Row("exec_tput", "exec_tput_vs_raw", "rp_exec_tput", "tasks/s", ("raw_exec_tput",),
         ("rp_exec_tput", "raw_exec_tput"), ">=", 0.8),
+    Row("exec_tput", "exec_tput_disk", "rp_disk_exec_tput", "tasks/s", ("raw_exec_tput",),
+        ("rp_disk_exec_tput", "raw_exec_tput")),
     Row("parsl_tput", "parsl_tput_vs_htex", "rpex_fn_tput", "tasks/s", ("htex_fn_tput",),
         ("rpex_fn_tput", "htex_fn_tput"), ">=", 1.3),
     Row("queue", "queue_all_done", "rp_queue_done", "units", ("rp_queue_n",),
