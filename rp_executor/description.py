@@ -47,6 +47,24 @@ _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 
 _EMPTY_LIST: list = []   # shared by snapshots; never modified
 _EMPTY_DICT: dict = {}
+_UNSET = object()
+
+
+def _fresh(default: Any) -> Any:
+    """A description's own copy of a mutable default (empty ones without deepcopy)."""
+    if not default and type(default) in (list, dict):
+        return type(default)()
+    return copy.deepcopy(default)
+
+
+def _placeholder(default: Any) -> Any:
+    """What a snapshot holds for a mutable default: a shared, never changed empty
+    container where the default is one."""
+    if type(default) is list and not default:
+        return _EMPTY_LIST
+    if type(default) is dict and not default:
+        return _EMPTY_DICT
+    return copy.deepcopy(default)
 
 
 def _scalar_hint(hint: Any) -> bool:
@@ -238,6 +256,7 @@ class Description:
     _mutable_defaults: ClassVar[tuple[Attr, ...]] = ()
     _recheck: ClassVar[tuple[Attr, ...]] = ()
     _default_items: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -254,15 +273,19 @@ class Description:
                                    if isinstance(a.default, _IMMUTABLE)}
         cls._mutable_defaults = tuple(a for a in cls._schema
                                       if not isinstance(a.default, _IMMUTABLE))
+        cls._defaults = {a.name: a.default for a in cls._schema}
+        # Descriptions are sparse: an instance holds only what was set. Immutable
+        # defaults are read through the class; mutable ones are made on first access
+        # (__getattr__). 100,000 descriptions would otherwise hold 3.8 million entries
+        # and 800,000 empty containers for the garbage collector to walk.
+        for name, default in cls._immutable_defaults.items():
+            present = getattr(cls, name, _UNSET)
+            if present is not _UNSET and (callable(present) or isinstance(present, property)):
+                raise TypeError(f"{cls.__name__}: attribute {name!r} would hide a method")
+            setattr(cls, name, default)
 
     def __init__(self, from_dict: typing.Mapping[str, Any] | None = None,
                  **kwargs: Any) -> None:
-        d = self.__dict__
-        d.update(self._immutable_defaults)
-        for a in self._mutable_defaults:
-            # Empty lists and dicts are the common mutable default; skip deepcopy.
-            d[a.name] = type(a.default)() if not a.default and type(a.default) in (list, dict) \
-                else copy.deepcopy(a.default)
         if from_dict is not None:
             if not isinstance(from_dict, typing.Mapping):
                 raise BadParameter(f"{type(self).__name__}: from_dict got "
@@ -331,18 +354,28 @@ class Description:
 
     __setattr__ = _set
 
+    def _peek(self, name: str) -> Any:
+        """The value of attribute ``name`` without making a mutable default: a default
+        comes back shared, so the caller must not change it."""
+        return self.__dict__.get(name, self._defaults[name])
+
     def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: aliases and unknown names.
+        # Only reached when normal lookup fails: a mutable default not used yet,
+        # aliases and unknown names.
+        attr = type(self)._attrs.get(name)
+        if attr is not None:
+            value = self.__dict__[name] = _fresh(attr.default)
+            return value
         alias = type(self)._alias_map.get(name)
         if alias is not None:
-            return alias.from_target(self.__dict__[alias.target])
+            return alias.from_target(self._peek(alias.target))
         if name.startswith("__"):
             raise AttributeError(name)
         raise AttributeError(self._unknown(name))
 
     def __getitem__(self, name: str) -> Any:
         if name in self._attrs:
-            return self.__dict__[name]
+            return getattr(self, name)
         if name in self._alias_map:
             return getattr(self, name)
         raise BadParameter(self._unknown(name), obj=self, attribute=name)
@@ -364,7 +397,7 @@ class Description:
     def get(self, name: str, default: Any = None) -> Any:
         """Return the value of attribute ``name``, or ``default`` if there is none."""
         if name in self._attrs:
-            return self.__dict__[name]
+            return getattr(self, name)
         if name in self._alias_map:
             return getattr(self, name)
         return default
@@ -375,22 +408,25 @@ class Description:
 
     def items(self) -> list[tuple[str, Any]]:
         """Return ``(name, value)`` pairs of all attributes (not copied)."""
-        d = self.__dict__
-        return [(n, d[n]) for n in self._attrs]
+        return [(n, getattr(self, n)) for n in self._attrs]
 
     # -- copies, comparison, display -------------------------------------------------
 
     def as_dict(self) -> dict[str, Any]:
         """Return all attributes as a new dict; values are deep copies (except shared ones)."""
         d, memo = self.__dict__, {}
-        return {a.name: d[a.name] if a.share else copy.deepcopy(d[a.name], memo)
-                for a in self._schema}
+        out = {}
+        for a in self._schema:
+            value = d[a.name] if a.name in d else _fresh(a.default)
+            out[a.name] = value if a.share else copy.deepcopy(value, memo)
+        return out
 
     def non_defaults(self) -> dict[str, Any]:
         """The attributes whose values differ from their defaults, as a new dict
         (values not copied); what the journal records."""
         d = self.__dict__
-        return {name: d[name] for name, default in self._default_items if d[name] != default}
+        return {name: d[name] for name, default in self._default_items
+                if name in d and d[name] != default}
 
     def copy(self) -> "Description":
         """Return a deep copy of this description."""
@@ -401,7 +437,9 @@ class Description:
         d = dict(self.__dict__)
         scalars = _SCALAR_TYPES
         for name in self._copied:       # attributes that may hold mutable values
-            value = d[name]
+            value = d.get(name, _UNSET)
+            if value is _UNSET:
+                continue
             tv = type(value)
             if tv in scalars:
                 continue
@@ -418,9 +456,14 @@ class Description:
         100,000 units would otherwise hold 700,000 empty containers)."""
         new = type(self).__new__(type(self))
         d = dict(self.__dict__)
+        for a in self._mutable_defaults:
+            if a.name not in d:   # a read would make one per unit: share one instead
+                d[a.name] = _placeholder(a.default)
         scalars = _SCALAR_TYPES
         for name in self._copied:
-            value = d[name]
+            value = d.get(name, _UNSET)
+            if value is _UNSET:
+                continue
             tv = type(value)
             if tv in scalars:
                 continue
@@ -436,15 +479,14 @@ class Description:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        mine, theirs = self.__dict__, other.__dict__
-        return all(mine[n] == theirs[n] for n in self._attrs)
+        return all(self._peek(n) == other._peek(n) for n in self._attrs)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
         d = self.__dict__
         parts = [f"{a.name}={_repr.repr(d[a.name])}" for a in self._schema
-                 if d[a.name] != a.default]
+                 if a.name in d and d[a.name] != a.default]
         return f"{type(self).__name__}({', '.join(parts)})"
 
     # -- whole-description checks ----------------------------------------------------
@@ -459,17 +501,19 @@ class Description:
         d = self.__dict__
         scalars = _SCALAR_TYPES
         for a in self._recheck:
-            value = d[a.name]
-            # scalars were checked when set and cannot change in place; containers can
-            if type(value) in scalars or (not value and type(value) in (list, dict)):
+            value = d.get(a.name, _UNSET)
+            # defaults are valid; scalars were checked when set and cannot change in
+            # place; containers can
+            if value is _UNSET or type(value) in scalars or \
+                    (not value and type(value) in (list, dict)):
                 continue
             problem = a.problem(value)
             if problem is not None:
                 self._fail(a.name, value, problem)
         if self._required_one_of and not any(
-                d[n] is not None and d[n] != "" for n in self._required_one_of):
+                self._peek(n) is not None and self._peek(n) != "" for n in self._required_one_of):
             first = self._required_one_of[0]
-            self._fail(first, d[first],
+            self._fail(first, self._peek(first),
                        f"must be set: {type(self).__name__} needs "
                        f"{' or '.join(map(repr, self._required_one_of))} (not None, not '')")
         self._validate_whole()
@@ -526,14 +570,13 @@ class ComputePilotDescription(Description):
     )
 
     def _validate_whole(self) -> None:
-        d = self.__dict__
-        if d["resource"] is None:
+        if self.resource is None:
             self._fail("resource", None, "must be a non-empty str such as "
                        "'local.localhost' (the resource is mandatory)")
-        if d["runtime"] is None:
+        if self.runtime is None:
             self._fail("runtime", None, "must be an int > 0 (minutes; runtime is mandatory)")
-        if d["cores"] < 1:
-            self._fail("cores", d["cores"], "must be an int >= 1 (pilot size must be defined)")
+        if self.cores < 1:
+            self._fail("cores", self.cores, "must be an int >= 1 (pilot size must be defined)")
 
 
 def _function_check(value: Any) -> str | None:
@@ -600,13 +643,13 @@ class ComputeUnitDescription(Description):
     )
 
     def _validate_whole(self) -> None:
-        d = self.__dict__
-        if d["function"] is not None and d["executable"]:
-            self._fail("function", d["function"],
+        peek = self._peek
+        if peek("function") is not None and peek("executable"):
+            self._fail("function", peek("function"),
                        "cannot be set together with 'executable': a unit runs one or the other")
-        if d["function"] is None and (d["args"] or d["kwargs"]):
-            name = "args" if d["args"] else "kwargs"
-            self._fail(name, d[name], "is only used with 'function', which is not set")
+        if peek("function") is None and (peek("args") or peek("kwargs")):
+            name = "args" if peek("args") else "kwargs"
+            self._fail(name, peek(name), "is only used with 'function', which is not set")
 
 
 __all__ = [

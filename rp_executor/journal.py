@@ -15,7 +15,7 @@ import reprlib
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .exceptions import DatabaseError
 
@@ -29,20 +29,23 @@ CREATE TABLE IF NOT EXISTS pilots (uid TEXT PRIMARY KEY, pmgr TEXT, description 
 CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
                                   stderr TEXT);
-CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY,
-                                        kind TEXT, uid TEXT, states TEXT, stamps TEXT);
-CREATE INDEX IF NOT EXISTS transitions_uid ON transitions (uid);
+CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY, kind TEXT, entries TEXT);
 """
 
 # seconds the writer waits for more after a first write arrives: a transaction costs
 # far more than a row, and nothing waits for the disk (flush() does, and skips this)
 _GATHER = 0.05
 
-_INSERT_TRANSITION = "INSERT INTO transitions (kind, uid, states, stamps) VALUES (?, ?, ?, ?)"
+_INSERT_TRANSITIONS = "INSERT INTO transitions (kind, entries) VALUES (?, ?)"
 
 
 _repr = reprlib.Repr()
 _repr.maxother = _repr.maxstring = 200
+
+
+def _batch_row(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
+    """One transitions row for the entries of one ``add_transitions`` call (one kind)."""
+    return [(rows[0][0], json.dumps([row[1:] for row in rows]))]
 
 
 _encoder = json.JSONEncoder(default=_repr.repr, sort_keys=True)   # made once: cheaper
@@ -80,10 +83,12 @@ class Journal:
 
     # producers --------------------------------------------------------------------
 
-    def execute(self, sql: str, rows: list[tuple]) -> None:
-        """Queue ``sql`` to be run once per row of ``rows``."""
+    def execute(self, sql: str, rows: list[tuple],
+                prepare: Callable[[list], list[tuple]] | None = None) -> None:
+        """Queue ``sql`` to be run once per row of ``rows`` (of ``prepare(rows)``,
+        called on the writer thread, when given)."""
         if rows:
-            self._queue.put((sql, rows))
+            self._queue.put((sql, rows, prepare))
 
     def add_session(self, uid: str, created: float, cfg: dict) -> None:
         """Record the session."""
@@ -114,15 +119,17 @@ class Journal:
                      "WHERE uid = ?", rows)
 
     def add_transitions(self, rows: list[tuple[str, str, str, str]]) -> None:
-        """Record ``(kind, uid, states, stamps)`` rows, in the order given.
+        """Record ``(kind, uid, states, stamps)`` entries, in the order given.
 
-        One row holds the states one object passed in one step, comma-separated, and
+        An entry holds the states one object passed in one step, comma-separated, and
         their timestamps likewise (``repr`` of the float; a single one when all the
-        states share it), so that a unit costs a few
-        rows rather than one per state; :meth:`transitions` reads them back one
-        transition at a time.
+        states share it). The entries of one call, one batch of a manager's state
+        changes, are one database row (JSON): a row costs the writer a round trip
+        for the interpreter lock, and rows by the hundred thousand made it fall
+        behind a busy session, holding their memory. :meth:`transitions` reads them
+        back one transition at a time.
         """
-        self.execute(_INSERT_TRANSITION, rows)
+        self.execute(_INSERT_TRANSITIONS, rows, _batch_row)
 
     def flush(self, timeout: float | None = 30) -> None:
         """Wait until everything queued so far is written.
@@ -157,18 +164,16 @@ class Journal:
         the order the transitions happened; only those of ``uid`` if given."""
         db = sqlite3.connect(self.path)
         try:
-            if uid is None:
-                cur = db.execute("SELECT kind, uid, states, stamps FROM transitions "
-                                 "ORDER BY seq")
-            else:
-                cur = db.execute("SELECT kind, uid, states, stamps FROM transitions "
-                                 "WHERE uid = ? ORDER BY seq", (uid,))
             out = []
-            for kind, who, states, stamps in cur:
-                names, times = states.split(","), [float(t) for t in stamps.split(",")]
-                if len(times) == 1:
-                    times = times * len(names)
-                out.extend((kind, who, state, ts) for state, ts in zip(names, times))
+            for kind, entries in db.execute("SELECT kind, entries FROM transitions "
+                                            "ORDER BY seq"):
+                for who, states, stamps in json.loads(entries):
+                    if uid is not None and who != uid:
+                        continue
+                    names, times = states.split(","), [float(t) for t in stamps.split(",")]
+                    if len(times) == 1:
+                        times = times * len(names)
+                    out.extend((kind, who, state, ts) for state, ts in zip(names, times))
             return out
         finally:
             db.close()
@@ -204,7 +209,8 @@ class Journal:
                     elif isinstance(item, threading.Event):
                         events.append(item)
                     else:
-                        self._db.executemany(*item)
+                        sql, rows, prepare = item
+                        self._db.executemany(sql, rows if prepare is None else prepare(rows))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 log.error("journal write to %s failed: %s", self.path, exc)

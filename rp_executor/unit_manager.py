@@ -589,7 +589,8 @@ def _wire_unit(unit: ComputeUnit) -> dict:
     d = unit._description.__dict__
     # only what differs from the defaults: most units set a few attributes
     wired = {"uid": unit._uid,
-             "description": {k: d[k] for k, default in _AGENT_FIELDS if d[k] != default}}
+             "description": {k: d[k] for k, default in _AGENT_FIELDS
+                             if k in d and d[k] != default}}
     if unit._call is not None:
         wired["function"], wired["args"] = unit._call
     return wired

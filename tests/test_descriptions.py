@@ -344,3 +344,40 @@ def test_bad_function_units_name_the_attribute(kwargs, attribute):
         CUD(**kwargs).validate()
     assert info.value.attribute == attribute
     assert attribute in str(info.value)
+
+# -- sparse storage: defaults are not copied into every description -------------------
+
+def test_mutable_defaults_are_each_descriptions_own_and_made_on_first_use():
+    a, b = CUD(executable="/bin/true"), CUD(executable="/bin/true")
+    assert "arguments" not in a.__dict__          # nothing made until it is used
+    a.arguments.append("x")
+    a["environment"]["K"] = "v"
+    assert a.arguments == ["x"] and a.arguments is a.arguments
+    assert b.arguments == [] and b.environment == {}
+    assert CUD(executable="/bin/true").as_dict()["arguments"] == []
+    assert a.non_defaults() == {"executable": "/bin/true", "arguments": ["x"],
+                                "environment": {"K": "v"}}
+
+
+def test_copies_and_pickles_of_sparse_descriptions_compare_equal():
+    d = CUD(executable="/bin/echo", cpu_threads=2)
+    for other in (d.copy(), copy.deepcopy(d), pickle.loads(pickle.dumps(d)),
+                  CUD(d.as_dict())):
+        assert other == d
+        assert other.cpu_threads == 2 and other.arguments == [] and other.name is None
+    d.arguments.append("changed")
+    assert d.copy().arguments == ["changed"]
+    assert d != CUD(executable="/bin/echo", cpu_threads=2)
+
+
+def test_a_dict_from_as_dict_does_not_share_the_defaults():
+    out = CPD(resource="local.localhost", runtime=5, cores=1).as_dict()
+    out["input_staging"].append("x")
+    assert CPD(resource="local.localhost", runtime=5, cores=1).input_staging == []
+
+
+def test_an_attribute_may_not_hide_a_method():
+    from rp_executor.description import Attr, Description
+    with pytest.raises(TypeError, match="'copy'"):
+        class Bad(Description):   # noqa: F841
+            _schema = (Attr("copy", int, 0),)
