@@ -3,6 +3,8 @@ already submitted is lost."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 import rp_executor as rp
@@ -77,6 +79,7 @@ def test_a_long_list_is_all_or_nothing_and_keeps_its_order(umgr):
         umgr.submit_units(many + [{"executable": "/bin/true", "cpu_threads": 0}])
     assert f"descriptions[{n}]" in str(err.value)
     assert set(umgr.list_units()) == known
+    assert gc.isenabled()     # the bulk submit's collector pause ended with the error
 
     units = umgr.submit_units(many)
     assert len(units) == n
@@ -84,3 +87,4 @@ def test_a_long_list_is_all_or_nothing_and_keeps_its_order(umgr):
         sorted(int(u.uid.rsplit(".", 1)[1]) for u in units)
     assert set(umgr.wait_units([u.uid for u in units], timeout=100)) == {rp.DONE}
     assert [u.return_value for u in units] == [i % 7 for i in range(n)]
+    assert gc.isenabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -10,6 +11,7 @@ from . import states, wire
 from .constants import SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS, WAIT_QUEUE_SIZE
 from .description import ComputeUnitDescription
 from .exceptions import BadParameter, IncorrectState
+from .gcpause import paused_gc
 from .journal import to_json
 from .stateful import Manager
 from .umgr_scheduler import Need, PilotRoom, make_umgr_scheduler
@@ -32,6 +34,8 @@ _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
 # going at once, larger ones keep the per-chunk cost low
 _FIRST_CHUNK = 256
 _CHUNK = 2048
+# from this many descriptions on, submit_units pauses the garbage collector (gcpause)
+_PAUSE_GC_FROM = 1000
 _PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 
 
@@ -186,6 +190,10 @@ class UnitManager(Manager):
         if not descs:
             raise BadParameter("cannot submit no unit descriptions",
                                attribute="descriptions", value=descriptions)
+        with paused_gc() if len(descs) >= _PAUSE_GC_FROM else contextlib.nullcontext():
+            return self._submit(descs, scalar)
+
+    def _submit(self, descs: list | tuple, scalar: bool) -> Any:
         checked, calls, plans = [], [], []
         for i, d in enumerate(descs):
             if type(d) is not dict and not isinstance(d, ComputeUnitDescription):
