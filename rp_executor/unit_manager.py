@@ -30,13 +30,13 @@ _AGENT_FIELDS = tuple((name, ComputeUnitDescription._attrs[name].default) for na
 _TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
              states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+_PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 # a long submit_units list is handed on in chunks: a small first one gets the pilots
 # going at once, larger ones keep the per-chunk cost low
 _FIRST_CHUNK = 256
 _CHUNK = 2048
 # from this many descriptions on, submit_units pauses the garbage collector (gcpause)
 _PAUSE_GC_FROM = 1000
-_PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 
 
 class UnitManager(Manager):
