@@ -247,3 +247,36 @@ def test_tasks_cannot_submit_tasks_to_their_client(client):
     fut = client.submit(inc, 1)
     with pytest.raises(rp.BadParameter, match="pass futures as arguments"):
         client.submit(lambda: fut.result())
+
+
+@pytest.mark.timeout(60)
+def test_units_of_dropped_futures_are_released_and_kept_ones_stay(client):
+    import gc
+    kept = client.submit(inc, 1)
+    dropped = client.map(inc, range(20))
+    assert client.gather(dropped) == list(range(1, 21)) and kept.result(timeout=30) == 2
+    dropped_uids = {f.unit.uid for f in dropped}
+    del dropped
+    gc.collect()
+    # released as the client hears of its units: run one more task
+    assert client.submit(inc, 41).result(timeout=30) == 42
+    known = set(client.unit_manager.list_units())
+    assert not dropped_uids & known
+    assert kept.unit.uid in known and kept.result() == 2
+    # the journal still has them
+    client.session.journal.flush()
+    journaled = {uid for _, uid, _, _ in client.session.journal.transitions()}
+    assert dropped_uids <= journaled
+
+
+@pytest.mark.timeout(60)
+def test_a_shared_unit_manager_keeps_every_unit(session, pilot, umgr):
+    import gc
+    with Client(unit_manager=umgr) as c:
+        futures = c.map(inc, range(5))
+        uids = {f.unit.uid for f in futures}
+        assert c.gather(futures) == [1, 2, 3, 4, 5]
+        del futures
+        gc.collect()
+        assert c.submit(inc, 0).result(timeout=30) == 1
+        assert uids <= set(umgr.list_units())   # RADICAL-Pilot's manager forgets nothing

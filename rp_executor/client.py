@@ -112,7 +112,7 @@ class Client(TaskEngine):
                         resource=resource, cores=cores or os.cpu_count() or 1, gpus=gpus,
                         runtime=runtime))
                 self._umgr = UnitManager(session)
-                self._own_umgr = True
+                self._own_umgr = self._release_dropped = True
                 self._umgr.add_pilots(pilots)
             # a partial is registered by identity: clients sharing a unit manager
             # do not replace each other's callback (a method would be keyed by name)

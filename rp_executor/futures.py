@@ -133,8 +133,12 @@ class Future(cf.Future):
         return self._client._cancel([self])[0]
 
     def release(self) -> None:
-        """Accepted for Dask compatibility; does nothing (a task runs to its end
-        unless cancelled, whether or not its future is kept)."""
+        """Accepted for Dask compatibility; does nothing itself (a task runs to its
+        end unless cancelled, whether or not its future is kept). As in Dask, what a
+        program no longer holds is let go of: once a task has ended and its future is
+        garbage, a client with a UnitManager of its own forgets the unit (the journal
+        keeps it); a UnitManager given by the caller keeps every unit, as
+        RADICAL-Pilot's managers do."""
 
     def __reduce__(self) -> tuple:
         raise TypeError(

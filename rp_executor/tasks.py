@@ -17,6 +17,7 @@ API). Its rules:
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import uuid
@@ -110,6 +111,10 @@ class TaskEngine:
         self._dependents: dict[Future, list[Future]] = {}
         self._keys: "weakref.WeakValueDictionary[str, Future]" = weakref.WeakValueDictionary()
         self._unfinished: set[Future] = set()
+        # units of ended futures the user let go of (appended by weakref finalizers,
+        # which may run on any thread: no lock there), forgotten on the next call back
+        self._dropped: collections.deque[str] = collections.deque()
+        self._release_dropped = False    # only for a unit manager of our own
 
     def _check_open(self) -> None:
         raise NotImplementedError
@@ -283,6 +288,8 @@ class TaskEngine:
 
     def _on_unit(self, unit: Any, state: str) -> None:
         # on the session's callback thread, for every state of every unit of the umgr
+        if self._dropped:
+            self._forget_dropped()
         executing = state == _EXECUTING
         if not executing and state not in _FINAL:
             return
@@ -291,6 +298,10 @@ class TaskEngine:
                 self._by_uid.pop(unit.uid, None)
         if fut is None:
             return
+        if not executing and self._release_dropped:
+            # once the user drops the future, the unit (its description and result)
+            # is let go of too: a long-running client does not grow without bound
+            weakref.finalize(fut, self._dropped.append, unit.uid)
         if executing:
             fut._mark_running()
         elif state == states.DONE:
@@ -311,6 +322,12 @@ class TaskEngine:
             fut._settle(exception=exc or RuntimeError(f"{unit.uid} FAILED"))
         else:
             fut._mark_cancelled()
+
+    def _forget_dropped(self) -> None:
+        uids = []
+        while self._dropped:
+            uids.append(self._dropped.popleft())
+        self._umgr._forget(uids)
 
     def _cancel(self, futures: list[Future]) -> list[bool]:
         """Cancel futures; block until their units are final. One bool per future:

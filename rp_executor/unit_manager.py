@@ -247,6 +247,16 @@ class UnitManager(Manager):
             self._schedule(units)
         return units
 
+    def _forget(self, uids: list[str]) -> None:
+        """Drop final units from this manager and the session (the journal keeps
+        them): for a door whose user let go of them, as Dask forgets released keys."""
+        with self._lock:
+            for uid in uids:
+                unit = self._units.get(uid)
+                if unit is not None and unit.is_final:
+                    del self._units[uid]
+                    self._session._units.pop(uid, None)
+
     def wait_units(self, uids: Any = None, state: Any = None,
                    timeout: float | None = None) -> Any:
         """Wait until units reached or passed ``state`` (default: final), or are final.
