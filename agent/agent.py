@@ -62,6 +62,9 @@ class Agent:
         self.stager: Any = None
         self.staging_out: dict[str, dict] = {}
         self.staging: dict[str, tuple[dict, dict | None]] = {}
+        # warnings of NON_FATAL input directives that failed: they go into the unit's
+        # stderr when it ends, as those of its output directives do
+        self.staging_notes: dict[str, list[str]] = {}
         self.updates: dict[str, list] = {}
         self.first_update: float | None = None
         self.now = time.time()
@@ -188,6 +191,8 @@ class Agent:
                     self.staging_out.pop(uid, None)
                     self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {error}"})
                     continue
+                if warnings:
+                    self.staging_notes[uid] = list(warnings)
                 self.waiting[uid] = unit
                 self._step(uid, (states.AGENT_SCHEDULING_PENDING,))
                 arrived = True
@@ -269,6 +274,9 @@ class Agent:
     def _settle(self, uid: str, extra: dict, cause: str | None, canceled: bool,
                 ok: bool) -> None:
         """The last states of a unit whose process or call ended."""
+        if self.staging_notes:
+            for line in self.staging_notes.pop(uid, ()):
+                extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {line}")
         if cause is not None:
             extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {cause}")
             self._step(uid, (states.FAILED,), extra)
@@ -296,6 +304,7 @@ class Agent:
 
     def _cancel(self, uids: list[str]) -> None:
         for uid in uids:
+            self.staging_notes.pop(uid, None)
             if self.waiting.pop(uid, None) is not None or self.staging.pop(uid, None):
                 self.staging_out.pop(uid, None)
                 self._step(uid, (states.CANCELED,))

@@ -110,7 +110,9 @@ def test_non_fatal_and_skip_failed_directives_let_the_unit_go_on(umgr, tmp_path)
         executable="/bin/cat", arguments=["a.txt"],
         input_staging=["a.txt",
                        {"source": "nope", "flags": rp.NON_FATAL},
-                       {"source": "pilot:///nope", "action": rp.COPY, "flags": rp.SKIP_FAILED}],
+                       {"source": "pilot:///nope", "action": rp.COPY, "flags": rp.SKIP_FAILED},
+                       {"source": "pilot:///nope_in", "action": rp.COPY,
+                        "flags": rp.NON_FATAL}],
         output_staging=[{"source": "nope.out", "flags": rp.NON_FATAL},
                         {"source": "nope2.out", "action": rp.COPY,
                          "target": "pilot:///x", "flags": rp.NON_FATAL}]))
@@ -118,6 +120,10 @@ def test_non_fatal_and_skip_failed_directives_let_the_unit_go_on(umgr, tmp_path)
     assert u.stdout.strip() == "a"
     assert "output_staging[0]" in u.stderr and "NON_FATAL" in u.stderr
     assert "output_staging[1]" in u.stderr
+    # failed NON_FATAL input directives are reported too: the client's TRANSFER and
+    # the agent's COPY
+    assert "input_staging[1]" in u.stderr and "input_staging[3]" in u.stderr
+    assert "input_staging[2]" not in u.stderr   # SKIP_FAILED skips quietly
 
 
 @pytest.mark.parametrize("directive", [

@@ -75,6 +75,7 @@ class UnitManager(Manager):
         self._queued_reported = 0
         self._staging: dict[str, Any] = {}            # uid -> staging Plan (units with any)
         self._client_staging: set[str] = set()        # uids staged by the client now
+        self._staging_notes: dict[str, list[str]] = {}   # NON_FATAL input warnings
         self._stager: Any = None                      # UnitStager, started on first use
         session._register_umgr(self)
 
@@ -461,6 +462,8 @@ class UnitManager(Manager):
                     u.stderr = _append(u.stderr, f"rp_executor: {error}")
                     failed.append((u, ((states.FAILED, now),)))
                 else:
+                    if warnings:   # added to its stderr when it ends (_on_changed)
+                        self._staging_notes[u.uid] = list(warnings)
                     send.setdefault(u._pilot, []).append(u)
             self._advance(failed)
             for pilot, group in send.items():
@@ -580,6 +583,8 @@ class UnitManager(Manager):
                 queued.discard(u.uid)
                 if self._staging:
                     self._staging.pop(u.uid, None)
+                    for w in self._staging_notes.pop(u.uid, ()):
+                        u.stderr = _append(u.stderr, f"rp_executor: {w}")
                     self._client_staging.discard(u.uid)
                 if u._pilot is not None:
                     self._by_pilot[u._pilot.uid].discard(u.uid)
