@@ -24,7 +24,7 @@ import logging
 import re
 import typing
 import warnings
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from typeguard import TypeCheckError, check_type
 
@@ -207,9 +207,7 @@ class Description:
         raise AttributeError(self._unknown(name))
 
     def __getitem__(self, name: str) -> Any:
-        if name in self._attrs:
-            return getattr(self, name)
-        if name in self._alias_map:
+        if name in self._attrs or name in self._alias_map:
             return getattr(self, name)
         raise BadParameter(self._unknown(name), obj=self, attribute=name)
 
@@ -229,9 +227,7 @@ class Description:
 
     def get(self, name: str, default: Any = None) -> Any:
         """Return the value of attribute ``name``, or ``default`` if there is none."""
-        if name in self._attrs:
-            return getattr(self, name)
-        if name in self._alias_map:
+        if name in self._attrs or name in self._alias_map:
             return getattr(self, name)
         return default
 
@@ -267,20 +263,8 @@ class Description:
 
     def __deepcopy__(self, memo: dict) -> "Description":
         new = type(self).__new__(type(self))
-        d = dict(self.__dict__)
-        scalars = _SCALAR_TYPES
-        for name in self._copied:       # attributes that may hold mutable values
-            value = d.get(name, _UNSET)
-            if value is _UNSET:
-                continue
-            tv = type(value)
-            if tv in scalars:
-                continue
-            if (tv is list or tv is dict) and not value:
-                d[name] = tv()          # the common empty default: no deepcopy machinery
-            else:
-                d[name] = copy.deepcopy(value, memo)
-        new.__dict__ = d
+        # the common empty default: a new one without the deepcopy machinery
+        new.__dict__ = self._copied_values(lambda empty: type(empty)(), memo)
         return new
 
     def _snapshot(self) -> "Description":
@@ -288,26 +272,28 @@ class Description:
         are shared read-only placeholders (a manager never changes a description, and
         100,000 units would otherwise hold 700,000 empty containers)."""
         new = type(self).__new__(type(self))
-        d = dict(self.__dict__)
+        d = self._copied_values(_placeholder, {})
         for a in self._mutable_defaults:
             if a.name not in d:   # a read would make one per unit: share one instead
                 d[a.name] = _placeholder(a.default)
-        scalars = _SCALAR_TYPES
-        for name in self._copied:
-            value = d.get(name, _UNSET)
-            if value is _UNSET:
-                continue
-            tv = type(value)
-            if tv in scalars:
-                continue
-            if tv is list and not value:
-                d[name] = _EMPTY_LIST
-            elif tv is dict and not value:
-                d[name] = _EMPTY_DICT
-            else:
-                d[name] = copy.deepcopy(value)
         new.__dict__ = d
         return new
+
+    def _copied_values(self, empty: Callable[[Any], Any], memo: dict) -> dict:
+        """The instance's values with mutable ones deep-copied; an empty list or dict
+        becomes ``empty(value)``."""
+        d = dict(self.__dict__)
+        scalars = _SCALAR_TYPES
+        for name in self._copied:       # attributes that may hold mutable values
+            value = d.get(name, _UNSET)
+            tv = type(value)
+            if value is _UNSET or tv in scalars:
+                continue
+            if (tv is list or tv is dict) and not value:
+                d[name] = empty(value)
+            else:
+                d[name] = copy.deepcopy(value, memo)
+        return d
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

@@ -9,14 +9,12 @@ import time
 
 import pytest
 
-pytest.importorskip("parsl")
+import parsl
+from parsl.config import Config
+from parsl.launchers import SimpleLauncher
+from parsl.providers import SlurmProvider
 
-import parsl  # noqa: E402
-from parsl.config import Config  # noqa: E402
-from parsl.launchers import SimpleLauncher  # noqa: E402
-from parsl.providers import SlurmProvider  # noqa: E402
-
-from rp_executor import RPExecutor  # noqa: E402
+from rp_executor import RPExecutor
 
 pytestmark = pytest.mark.timeout(240)
 
