@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from benchmarks.payloads import noop
 from benchmarks.peer_rp import PILOT_CORES, Unavailable
-from benchmarks.timing import latency_summary, rate
+from benchmarks.timing import rate, round_trips
 
 
 @contextlib.contextmanager
@@ -57,9 +57,4 @@ def fn_tput(n: int, timeout: float) -> dict[str, float]:
 def latency(n: int, timeout: float) -> dict[str, float]:
     """Median and p90 of ``n`` sequential ``submit(noop, i).result()`` round trips."""
     with connected(timeout) as (client, _timings):
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            client.submit(noop, i).result(timeout=timeout)
-            samples.append(time.perf_counter() - t0)
-        return latency_summary("client", samples)
+        return round_trips("client", n, lambda i: client.submit(noop, i).result(timeout=timeout))

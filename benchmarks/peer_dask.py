@@ -7,7 +7,7 @@ import time
 from typing import Any, Iterator
 
 from benchmarks.payloads import noop
-from benchmarks.timing import latency_summary, rate
+from benchmarks.timing import rate, round_trips
 
 
 @contextlib.contextmanager
@@ -55,9 +55,5 @@ def fn_tput(n: int, timeout: float) -> dict[str, float]:
 def latency(n: int, timeout: float) -> dict[str, float]:
     """Median and p90 of ``n`` sequential ``submit(...).result()`` round trips."""
     with connected(timeout) as (client, _timings):
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            client.submit(noop, i, pure=False).result(timeout=timeout)
-            samples.append(time.perf_counter() - t0)
-        return latency_summary("dask", samples)
+        return round_trips("dask", n, lambda i: client.submit(noop, i, pure=False)
+                           .result(timeout=timeout))

@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterator
 
 from benchmarks.payloads import noop
-from benchmarks.timing import app_throughput, latency_summary
+from benchmarks.timing import app_throughput, round_trips
 
 
 @contextlib.contextmanager
@@ -65,9 +65,4 @@ def fn_tput(n: int, timeout: float) -> dict[str, float]:
 def latency(n: int, timeout: float) -> dict[str, float]:
     """Median and p90 of ``n`` sequential single app round trips."""
     with loaded(timeout) as (app, _timings):
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            app(i).result(timeout=timeout)
-            samples.append(time.perf_counter() - t0)
-        return latency_summary("htex", samples)
+        return round_trips("htex", n, lambda i: app(i).result(timeout=timeout))

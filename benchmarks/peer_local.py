@@ -9,7 +9,7 @@ import threading
 import time
 
 from benchmarks.payloads import noop
-from benchmarks.timing import latency_summary, rate
+from benchmarks.timing import rate, round_trips
 
 WORKERS = 2
 
@@ -37,12 +37,7 @@ def ppe_fn_tput(n: int, timeout: float) -> dict[str, float]:
 def ppe_latency(n: int, timeout: float) -> dict[str, float]:
     """Median and p90 of ``n`` sequential ``submit(...).result()`` round trips."""
     with _pool() as pool:
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            pool.submit(noop, i).result(timeout=timeout)
-            samples.append(time.perf_counter() - t0)
-    return latency_summary("ppe", samples)
+        return round_trips("ppe", n, lambda i: pool.submit(noop, i).result(timeout=timeout))
 
 
 def raw_exec_tput(n: int, timeout: float) -> dict[str, float]:

@@ -16,7 +16,7 @@ import time
 from typing import Any, Iterator
 
 from benchmarks.payloads import noop
-from benchmarks.timing import latency_summary, peak_rss_mb, rate
+from benchmarks.timing import peak_rss_mb, rate, round_trips
 
 
 class Unavailable(Exception):
@@ -175,15 +175,12 @@ def _latency(make_cud: Any, prefix: str, n: int, timeout: float) -> dict[str, fl
     make_cud()
     with pilot_session(timeout) as (umgr, _timings):
         _warm_up(umgr, make_cud, timeout)
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
+        def one(i: int) -> None:
             unit = umgr.submit_units(make_cud())
             state = unit.wait(timeout=timeout)
-            samples.append(time.perf_counter() - t0)
             if state != rp.DONE:
                 raise RuntimeError(f"latency unit {i} ({unit.uid}) ended {state}; expected DONE")
-        return latency_summary(prefix, samples)
+        return round_trips(prefix, n, one)
 
 
 def latency(n: int, timeout: float) -> dict[str, float]:

@@ -6,7 +6,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 def rate(n: int, seconds: float) -> float:
@@ -49,6 +49,17 @@ def latency_summary(prefix: str, samples_s: Sequence[float]) -> dict[str, float]
         f"{prefix}_latency_p90_ms": percentile(samples_s, 90) * 1e3,
         f"{prefix}_latency_n": len(samples_s),
     }
+
+
+def round_trips(prefix: str, n: int, one: Callable[[int], Any]) -> dict[str, float]:
+    """Call ``one(i)`` (a submit and its wait) for i in ``range(n)``, one after another;
+    the median and p90 of their times as :func:`latency_summary` gives them."""
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        one(i)
+        samples.append(time.perf_counter() - t0)
+    return latency_summary(prefix, samples)
 
 
 def peak_rss_mb() -> float:
