@@ -34,6 +34,7 @@ _STARTED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING, states.EXECUTING)
 _ENDED = (states.AGENT_STAGING_OUTPUT_PENDING, states.AGENT_STAGING_OUTPUT)
 _BATCH = 1024          # updates per frame at most
 _BATCH_AGE = 0.005     # seconds an update may wait for others under load
+_BACKLOG_AGE = 0.02    # ... and while units wait for cores (results come steadily)
 _FAILURE_GRACE = 1.0   # seconds a failed unit of a batch job waits for the job's end
 
 
@@ -102,12 +103,12 @@ class Agent:
         They go at once when the pilot has nothing else to do (the client is likely
         waiting for exactly these); while units run or wait, more updates are due
         soon, and they gather into batches of up to ``_BATCH`` updates or
-        ``_BATCH_AGE`` seconds, so that the client handles few large frames instead
+        ``_batch_age()`` seconds, so that the client handles few large frames instead
         of one per unit (each frame wakes its threads).
         """
         if self.first_update is None:
             self.first_update = now
-        if len(self.updates) >= _BATCH or now - self.first_update >= _BATCH_AGE:
+        if len(self.updates) >= _BATCH or now - self.first_update >= self._batch_age():
             return True
         if self.waiting or self.executor.running or self.pool.running:
             return False
@@ -117,7 +118,14 @@ class Agent:
         """Seconds until gathered updates must go out (None when none wait)."""
         if not self.updates or self.first_update is None:
             return None
-        return self.first_update + _BATCH_AGE - now
+        return self.first_update + self._batch_age() - now
+
+    def _batch_age(self) -> float:
+        """How long updates may gather: ``_BATCH_AGE``, or ``_BACKLOG_AGE`` while at
+        least a core's worth of units waits for cores. Then results come steadily
+        and a unit that ended waits its turn anyway; larger frames cost the client
+        (a Parsl DFK, a notebook) fewer wake-ups per unit."""
+        return _BACKLOG_AGE if len(self.waiting) >= self.rm.cores else _BATCH_AGE
 
     def _flush(self, sock: zmq.Socket, *more: Any) -> None:
         self.first_update = None

@@ -440,9 +440,10 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
                     self._queue_cond.wait()
                 if not self._queue:
                     return
-                if not self._stopping and gathers(len(self._queue), len(self._tasks),
-                                                  self._cores()):
-                    self._queue_cond.wait(_GATHER_S)
+                wait = 0.0 if self._stopping else gathers(
+                    len(self._queue), len(self._tasks), self._cores())
+                if wait:
+                    self._queue_cond.wait(wait)
                 batch = [heapq.heappop(self._queue)[2] for _ in range(len(self._queue))]
             try:
                 self._umgr.submit_units(batch)
@@ -505,19 +506,28 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
 
 _GATHER_BELOW = 64    # tasks: fewer than this waiting, the submitter may gather first
 _GATHER_S = 0.005     # seconds it gathers while the pilots are busy
+_BACKLOG_S = 0.02     # ... and while they hold a backlog of 4 units per core
+_BACKLOG_PER_CORE = 4
 
 
-def gathers(waiting: int, outstanding: int, cores: int) -> bool:
-    """Whether the submitter waits ``_GATHER_S`` for more tasks before it hands the
-    ``waiting`` ones on as units.
+def gathers(waiting: int, outstanding: int, cores: int) -> float:
+    """How long (seconds, 0: not at all) the submitter waits for more tasks before
+    it hands the ``waiting`` ones on as units.
 
     Parsl hands over one task at a time. With more tasks out (``outstanding``) than
     the pilots have ``cores``, the pilots are busy and a new task would wait there
-    anyway: gathering costs it nothing, and a unit then costs a share of one batch
-    instead of a batch of its own. With fewer (a chain of dependent apps, a few
-    tasks) every task goes at once; so does a batch that is already large.
+    anyway: gathering costs it little, and a unit then costs a share of one batch
+    instead of a batch of its own. That share matters: Parsl's threads and ours
+    share the DFK process's one GIL, which bounds Parsl's throughput. With more than
+    ``_BACKLOG_PER_CORE`` tasks out per core, Parsl is handing over tasks as fast
+    as the pilots finish them, and gathering for ``_BACKLOG_S`` makes batches of
+    tens of tasks instead of a few. With fewer tasks out (a chain of
+    dependent apps, a few tasks) every task goes at once; so does a batch that is
+    already large.
     """
-    return waiting < _GATHER_BELOW and outstanding > cores
+    if waiting >= _GATHER_BELOW or outstanding <= cores:
+        return 0.0
+    return _BACKLOG_S if outstanding > cores * _BACKLOG_PER_CORE else _GATHER_S
 
 
 def _settle(fut: Future, result: Any = None, error: BaseException | None = None) -> None:

@@ -204,3 +204,18 @@ def test_the_agent_keeps_higher_priority_first_and_arrival_order_among_equals():
     agent._receive([unit("c", -1), unit("d", 5), unit("e")])
     agent._receive([unit("f", 5)])
     assert list(agent.waiting) == ["d", "f", "a", "b", "e", "c"]
+
+
+def test_the_agent_gathers_updates_longer_only_while_units_wait_for_cores():
+    import types
+
+    from rp_executor.agent import agent as agent_mod
+    agent = object.__new__(agent_mod.Agent)   # only the gathering: no sockets, no pool
+    agent.rm = types.SimpleNamespace(cores=2)
+    agent.waiting = collections.OrderedDict.fromkeys(["a"])
+    agent.updates, agent.first_update = {"x": None}, 10.0
+    assert agent._batch_age() == agent_mod._BATCH_AGE
+    assert agent._flush_timeout(10.001) == pytest.approx(agent_mod._BATCH_AGE - 0.001)
+    agent.waiting["b"] = None                 # a core's worth waits: results come steadily
+    assert agent._batch_age() == agent_mod._BACKLOG_AGE > agent_mod._BATCH_AGE
+    assert agent._flush_timeout(10.001) == pytest.approx(agent_mod._BACKLOG_AGE - 0.001)

@@ -12,7 +12,8 @@ from parsl.executors.errors import InvalidResourceSpecification
 from parsl.jobs.states import JobState
 
 from rp_executor import parsl_apps as pa  # noqa: E402
-from rp_executor.parsl_executor import _job_status, _runtime_minutes, gathers  # noqa: E402
+from rp_executor.parsl_executor import (  # noqa: E402
+    _BACKLOG_S, _GATHER_S, _job_status, _runtime_minutes, gathers)
 
 
 def _bash_app_function(fn):
@@ -172,11 +173,14 @@ def test_pilot_runtime_follows_the_provider_walltime():
 
 def test_the_submitter_gathers_tasks_only_while_the_pilots_are_busy():
     # a chain of dependent apps: one task out, idle cores -> it goes at once
-    assert not gathers(waiting=1, outstanding=1, cores=2)
-    assert not gathers(waiting=2, outstanding=2, cores=2)
+    assert gathers(waiting=1, outstanding=1, cores=2) == 0
+    assert gathers(waiting=2, outstanding=2, cores=2) == 0
     # a burst: more tasks out than cores -> wait a moment for more
-    assert gathers(waiting=1, outstanding=500, cores=2)
+    assert gathers(waiting=1, outstanding=3, cores=2) == _GATHER_S
+    # a backlog of more than 4 units per core -> wait longer: batches grow
+    assert gathers(waiting=1, outstanding=8, cores=2) == _GATHER_S
+    assert gathers(waiting=1, outstanding=9, cores=2) == _BACKLOG_S > _GATHER_S
     # no pilot yet: every task waits anyway
-    assert gathers(waiting=1, outstanding=1, cores=0)
+    assert gathers(waiting=1, outstanding=1, cores=0) == _BACKLOG_S
     # a batch that is already large goes at once
-    assert not gathers(waiting=64, outstanding=5000, cores=2)
+    assert gathers(waiting=64, outstanding=5000, cores=2) == 0
