@@ -1,8 +1,10 @@
 """Where the CPU goes: per process and per client thread, in microseconds per unit.
 
-``python -m benchmarks.cpu_split fn 20000`` (or ``exec 5000``, or ``parsl 6000``) runs
-that many no-op function units, ``/bin/true`` units or Parsl apps through one 2-core
-local pilot, as the benchmarks do, and prints the CPU time each process (client,
+``python -m benchmarks.cpu_split fn 20000`` (or ``exec 5000``, ``parsl 6000``, ``htex
+6000``) runs that many no-op function units, ``/bin/true`` units or Parsl apps through
+one 2-core local pilot (or, for ``htex``, Parsl's HTEX with two workers: its
+interchange is counted, its worker pool, detached by the provider, is not), as the
+benchmarks do, and prints the CPU time each process (client,
 agent, workers, the units' processes) and each client thread used per unit. On a
 2-core machine the sum bounds the throughput: 2 cores / total CPU per unit.
 """
@@ -15,9 +17,8 @@ import threading
 import time
 from typing import Any
 
-import psutil
-
-from benchmarks import peer_parsl, peer_rp
+from benchmarks import driver, peer_htex, peer_parsl, peer_rp
+from benchmarks.cpu import process_cpu, session_processes
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -37,40 +38,17 @@ def _threads() -> dict[int, tuple[str, float]]:
     return out
 
 
-def _agents(session_uid: str) -> list[psutil.Process]:
-    """The session's agent and worker processes (started detached by the provider;
-    their command lines hold paths in the session's sandbox)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "rp_executor.agent" in cmd and session_uid in cmd:
-            found.append(proc)
-    return found
-
-
-def _cpu(procs: list[psutil.Process]) -> dict[int, tuple[str, float, float]]:
-    out = {}
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-            name = "agent" if ".worker" not in " ".join(proc.cmdline()) else "worker"
-            out[proc.pid] = (name, t.user + t.system, t.children_user + t.children_system)
-        except psutil.Error:
-            continue
-    return out
-
-
 def measure(kind: str, n: int) -> dict[str, float]:
     """Run ``n`` units of ``kind`` and return CPU microseconds per unit by consumer."""
     result: dict[str, float] = {}
 
-    def run(session_uid: str, submit_all: Any) -> None:
-        procs = _agents(session_uid)
-        before_p, before_t = _cpu(procs), _threads()
+    def run(session_uid: str | None, submit_all: Any) -> None:
+        procs = session_processes(session_uid)
+        before_p, before_t = process_cpu(procs), _threads()
         t0 = time.perf_counter()
         submit_all()
         wall = time.perf_counter() - t0
-        after_p, after_t = _cpu(procs), _threads()
+        after_p, after_t = process_cpu(procs), _threads()
         names = {t.native_id: t.name for t in threading.enumerate()}
         result["rate_per_s"] = n / wall
         for pid, (name, own, kids) in after_p.items():
@@ -90,6 +68,10 @@ def measure(kind: str, n: int) -> dict[str, float]:
             uid = parsl.dfk().executors["rpex"]._session.uid
             run(uid, lambda: [f.result() for f in [app(i) for i in range(n)]])
         return result
+    if kind == "htex":
+        with peer_htex.loaded(120) as (app, _timings):
+            run(None, lambda: [f.result() for f in [app(i) for i in range(n)]])
+        return result
     make = peer_rp.exec_cud if kind == "exec" else peer_rp.function_cud
     where = peer_rp.ram_dir() if kind == "exec" else None
     with peer_rp.pilot_session(120, where) as (umgr, _timings):
@@ -101,11 +83,12 @@ def measure(kind: str, n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    """Command line: ``python -m benchmarks.cpu_split {fn,exec,parsl} N``."""
+    """Command line: ``python -m benchmarks.cpu_split {fn,exec,parsl,htex} N``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("fn", "exec", "parsl"))
+    parser.add_argument("kind", choices=("fn", "exec", "parsl", "htex"))
     parser.add_argument("n", type=int)
     args = parser.parse_args()
+    os.environ.update(driver.child_env())   # HTEX's workers import benchmarks.payloads
     values = measure(args.kind, args.n)
     print(f"{args.kind}, N={args.n}: {values.pop('rate_per_s'):,.0f} units/s")
     total = 0.0

@@ -143,10 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(outcome)
     wall = time.perf_counter() - t0
 
-    results: dict[str, Any] = {}
+    rounds: list[dict[str, Any]] = []
     for o in outcomes:
-        results.update(o.values)
-    evaluated = report.evaluate(results, {o.job.measurement for o in outcomes})
+        while len(rounds) <= o.job.round:
+            rounds.append({})
+        rounds[o.job.round].update(o.values)
+    results = report.medians(rounds)
+    evaluated = report.evaluate(results, {o.job.measurement for o in outcomes}, rounds=rounds)
     summary = report.summary(
         results, evaluated,
         quick=args.quick,

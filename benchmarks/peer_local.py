@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+from benchmarks.cpu import CpuMeter
 from benchmarks.payloads import noop
 from benchmarks.timing import rate, round_trips
 
@@ -57,14 +58,18 @@ def raw_exec_tput(n: int, timeout: float) -> dict[str, float]:
             errors.append(exc)
 
     threads = [threading.Thread(target=launcher, name=f"launcher-{i}") for i in range(WORKERS)]
+    meter = CpuMeter()
+    meter.start()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = meter.stop(n, "raw_exec_tput")
     if errors:
         raise RuntimeError(f"raw /bin/true loop failed: {errors[0]!r}") from errors[0]
     if time.monotonic() >= deadline:
         raise RuntimeError(f"raw /bin/true loop ran past its {timeout} s timeout")
-    return {"raw_exec_tput": rate(n, wall), "raw_exec_tput_wall_s": wall, "raw_exec_tput_n": n}
+    return {"raw_exec_tput": rate(n, wall), "raw_exec_tput_wall_s": wall, "raw_exec_tput_n": n,
+            **cpu}

@@ -15,6 +15,7 @@ import tempfile
 import time
 from typing import Any, Iterator
 
+from benchmarks.cpu import CpuMeter
 from benchmarks.payloads import noop
 from benchmarks.timing import peak_rss_mb, rate, round_trips
 
@@ -137,15 +138,18 @@ def _throughput(make_cud: Any, n: int, timeout: float, key: str,
     make_cud()  # raises Unavailable before any process is started
     with pilot_session(timeout, sandbox_in) as (umgr, timings):
         _warm_up(umgr, make_cud, timeout)
+        meter = CpuMeter(umgr._session.uid)
+        meter.start()
         t0 = time.perf_counter()
         units = umgr.submit_units([make_cud() for _ in range(n)])
         t1 = time.perf_counter()
         umgr.wait_units(timeout=timeout)
         t2 = time.perf_counter()
+        cpu = meter.stop(n, f"rp_{key}")
         _check_done(units, key)
         return {f"rp_{key}": rate(n, t2 - t0), f"rp_{key}_wall_s": t2 - t0,
                 f"rp_{key}_submit_s": t1 - t0, f"rp_{key}_n": n,
-                "rp_startup_s": timings["rp_startup_s"]}
+                "rp_startup_s": timings["rp_startup_s"], **cpu}
 
 
 def fn_tput(n: int, timeout: float) -> dict[str, float]:

@@ -26,6 +26,9 @@ class Measurement:
     :param peers: ``(peer, "module:function")`` pairs; the function takes
         ``(n, timeout)`` and returns a dict of named numbers.
     :param doc: what is measured, in words.
+    :param rounds: how often the peers run, in alternating order; the report takes
+        the median of each round's ratio (peers a minute apart on this shared
+        machine differ by up to half; neighbours in time differ less).
     """
 
     name: str
@@ -33,6 +36,7 @@ class Measurement:
     timeout_s: float
     peers: tuple[tuple[str, str], ...]
     doc: str
+    rounds: int = 1
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,15 @@ class Job:
     ref: str
     n: int
     timeout_s: float
+    round: int = 0
+    rounds: int = 1
 
     @property
     def name(self) -> str:
-        """``measurement/peer``, as shown in progress lines and error reports."""
-        return f"{self.measurement}/{self.peer}"
+        """``measurement/peer`` (``#round`` added when it runs more than once), as
+        shown in progress lines and error reports."""
+        name = f"{self.measurement}/{self.peer}"
+        return f"{name}#{self.round + 1}" if self.rounds > 1 else name
 
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
@@ -78,12 +86,14 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
         ("raw", "benchmarks.peer_local:raw_exec_tput"),
         ("rp_disk", "benchmarks.peer_rp:exec_tput_disk"),
     ), "/bin/true throughput: rp executable units (pilot sandbox in /dev/shm) vs a "
-       "two-thread subprocess.run loop; rp_disk: the sandbox in the temp dir"),
+       "two-thread subprocess.run loop; rp_disk: the sandbox in the temp dir", 3),
     Measurement("parsl_tput", 10_000, 300, (
         ("rpex", "benchmarks.peer_parsl:fn_tput"),
         ("htex", "benchmarks.peer_htex:fn_tput"),
+        ("inline", "benchmarks.peer_parsl:inline_fn_tput"),
     ), "no-op Parsl python_app throughput: RPExecutor (one 2-core pilot) vs HTEX "
-       "(2 workers), submit all then wait all"),
+       "(2 workers), submit all then wait all; inline: an executor that does no work "
+       "(what the DataFlowKernel costs by itself)", 3),
     Measurement("queue", 100_000, 600, (
         ("rp", "benchmarks.peer_rp:queue"),
     ), "no-op function units queued in one session: all DONE, wall time, client peak RSS"),
@@ -95,7 +105,7 @@ def jobs(only: list[str] | None = None, quick: bool = False,
     """Return the jobs to run, in measurement order.
 
     :param only: measurement names to keep (all when None).
-    :param quick: divide every N by :data:`QUICK_DIVISOR`.
+    :param quick: divide every N by :data:`QUICK_DIVISOR` and run one round each.
     :param timeout_scale: multiply every time limit by this.
     :raises ValueError: ``only`` names an unknown measurement.
     """
@@ -110,8 +120,11 @@ def jobs(only: list[str] | None = None, quick: bool = False,
             continue
         m = MEASUREMENTS[name]
         n = max(QUICK_MIN, m.n // QUICK_DIVISOR) if quick and m.n > 1 else m.n
-        out.extend(Job(m.name, peer, ref, n, m.timeout_s * timeout_scale)
-                   for peer, ref in m.peers)
+        rounds = 1 if quick else m.rounds
+        for r in range(rounds):
+            peers = m.peers if r % 2 == 0 else m.peers[::-1]
+            out.extend(Job(m.name, peer, ref, n, m.timeout_s * timeout_scale, r, rounds)
+                       for peer, ref in peers)
     return out
 
 

@@ -1,13 +1,14 @@
 """From collected numbers to ratios, pass/fail per target, a table and a JSON summary.
 
 Everything here is a pure function of the flat ``results`` dict that the jobs
-return (``rp_fn_tput``, ``htex_latency_ms``, ...), so it is testable without
-running anything.
+return (``rp_fn_tput``, ``htex_latency_ms``, ...), and of each round's dict when
+a measurement runs more than once, so it is testable without running anything.
 """
 
 from __future__ import annotations
 
 import operator
+import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -76,10 +77,19 @@ ROWS: tuple[Row, ...] = (
     Row("latency", "exec_latency", "rp_exec_latency_ms", "ms", ("rp_exec_latency_p90_ms",)),
     Row("exec_tput", "exec_tput_vs_raw", "rp_exec_tput", "tasks/s", ("raw_exec_tput",),
         ("rp_exec_tput", "raw_exec_tput"), ">=", 0.8),
+    # CPU per unit, all processes: on 2 busy cores, raw's over rp's bounds the ratio above
+    Row("exec_tput", "exec_cpu_ceiling", "rp_exec_tput_cpu_total_us", "us/unit",
+        ("raw_exec_tput_cpu_total_us", "rp_exec_tput_cpu_units_us",
+         "raw_exec_tput_cpu_units_us"),
+        ("raw_exec_tput_cpu_total_us", "rp_exec_tput_cpu_total_us")),
     Row("exec_tput", "exec_tput_disk", "rp_disk_exec_tput", "tasks/s", ("raw_exec_tput",),
         ("rp_disk_exec_tput", "raw_exec_tput")),
     Row("parsl_tput", "parsl_tput_vs_htex", "rpex_fn_tput", "tasks/s", ("htex_fn_tput",),
         ("rpex_fn_tput", "htex_fn_tput"), ">=", 1.3),
+    Row("parsl_tput", "parsl_dfk_alone", "inline_fn_tput", "tasks/s",
+        ("htex_fn_tput", "rpex_fn_tput"), ("inline_fn_tput", "htex_fn_tput")),
+    Row("parsl_tput", "parsl_vs_dfk_alone", "rpex_fn_tput", "tasks/s",
+        ("inline_fn_tput",), ("rpex_fn_tput", "inline_fn_tput")),
     Row("queue", "queue_all_done", "rp_queue_done", "units", ("rp_queue_n",),
         ("rp_queue_done", "rp_queue_n"), ">=", 1.0),
     Row("queue", "queue_peak_rss", "rp_queue_peak_rss_mb", "MB", (), None, "<=", 600.0, "value"),
@@ -99,11 +109,29 @@ def ratio(results: dict[str, Any], num: str, den: str) -> float | None:
     return a / b if a is not None and b else None
 
 
+def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from the rounds' dicts: the median of each number found in
+    more than one round, otherwise the value as it is."""
+    merged: dict[str, Any] = {}
+    for values in rounds:
+        for key, value in values.items():
+            merged.setdefault(key, []).append(value)
+    out = {}
+    for key, values in merged.items():
+        numbers = [v for v in values if _number({key: v}, key) is not None]
+        out[key] = statistics.median(numbers) if len(numbers) > 1 else values[-1]
+    return out
+
+
 def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
-             rows: tuple[Row, ...] = ROWS) -> list[dict[str, Any]]:
+             rows: tuple[Row, ...] = ROWS,
+             rounds: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Return one dict per row: value, peers, ratio, target text and pass (None: n/a).
 
     :param measurements: keep only the rows of these measurements (all when None).
+    :param rounds: each round's results, when measurements ran more than once: a
+        row's ratio is then the median of the rounds' ratios (``ratio_rounds``
+        lists them), each taken between peers that ran minutes apart at most.
     """
     keep = None if measurements is None else set(measurements)
     out = []
@@ -112,6 +140,10 @@ def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
             continue
         value = _number(results, row.key)
         r = ratio(results, *row.ratio) if row.ratio else None
+        per_round = [x for x in (ratio(values, *row.ratio) for values in rounds or ())
+                     if x is not None] if row.ratio else []
+        if len(per_round) > 1:
+            r = statistics.median(per_round)
         tested = r if row.on == "ratio" else value
         passed = None if row.op is None or tested is None else \
             bool(_OPS[row.op](tested, row.bound))
@@ -120,6 +152,7 @@ def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
             "value": value, "unit": row.unit,
             "peers": {k: _number(results, k) for k in row.peers},
             "ratio_of": "/".join(row.ratio) if row.ratio else None, "ratio": r,
+            "ratio_rounds": per_round if len(per_round) > 1 else None,
             "target": row.target_text() or None, "pass": passed,
         })
     return out
@@ -165,8 +198,10 @@ def table(evaluated: list[dict[str, Any]]) -> str:
         peers = "  ".join(f"{_peer_name(k)}={fmt(v)}" for k, v in e["peers"].items())
         passed = "" if e["target"] is None else \
             ("n/a" if e["pass"] is None else ("PASS" if e["pass"] else "FAIL"))
-        lines.append((e["name"], fmt(e["value"]), e["unit"], peers,
-                      "" if e["ratio_of"] is None else fmt(e["ratio"]),
+        shown = "" if e["ratio_of"] is None else fmt(e["ratio"])
+        if e.get("ratio_rounds"):
+            shown += " (" + " ".join(fmt(x) for x in e["ratio_rounds"]) + ")"
+        lines.append((e["name"], fmt(e["value"]), e["unit"], peers, shown,
                       e["target"] or "", passed))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
@@ -179,7 +214,7 @@ def summary(results: dict[str, Any], evaluated: list[dict[str, Any]],
             **extra: Any) -> dict[str, Any]:
     """Return the JSON summary: results, ratios, targets with pass/fail, and ``extra``."""
     targets = {e["name"]: {"target": e["target"], "ratio": e["ratio"], "value": e["value"],
-                           "pass": e["pass"]}
+                           "pass": e["pass"], "ratio_rounds": e.get("ratio_rounds")}
                for e in evaluated if e["target"] is not None}
     return {"bench": "rp-executor", **extra, "results": results,
             "ratios": ratios(evaluated), "targets": targets,

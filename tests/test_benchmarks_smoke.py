@@ -57,3 +57,26 @@ def test_report_passes_misses_and_leaves_unmeasured_targets_open():
     assert rows["queue_peak_rss"]["pass"] is False
     assert rows["latency_vs_htex"]["pass"] is None  # not measured: neither pass nor fail
     assert "startup_abs" not in rows  # not selected
+
+
+def test_measurements_with_rounds_alternate_their_peers_and_report_median_ratios():
+    from benchmarks import plan, report
+
+    jobs = plan.jobs(["parsl_tput"])
+    rounds = plan.MEASUREMENTS["parsl_tput"].rounds
+    assert rounds > 1 and len(jobs) == 3 * rounds
+    assert [j.peer for j in jobs[:6]] == ["rpex", "htex", "inline", "inline", "htex", "rpex"]
+    assert jobs[0].name == "parsl_tput/rpex#1" and jobs[-1].round == rounds - 1
+    assert [j.name for j in plan.jobs(["parsl_tput"], quick=True)] == \
+        ["parsl_tput/rpex", "parsl_tput/htex", "parsl_tput/inline"]
+
+    per_round = [{"rpex_fn_tput": 900.0, "htex_fn_tput": 600.0},    # 1.5
+                 {"rpex_fn_tput": 500.0, "htex_fn_tput": 500.0},    # 1.0
+                 {"rpex_fn_tput": 1200.0, "htex_fn_tput": 1000.0}]  # 1.2
+    results = report.medians(per_round)
+    assert results == {"rpex_fn_tput": 900.0, "htex_fn_tput": 600.0}
+    row = {e["name"]: e for e in report.evaluate(results, {"parsl_tput"}, rounds=per_round)}
+    vs_htex = row["parsl_tput_vs_htex"]
+    assert vs_htex["ratio_rounds"] == [1.5, 1.0, 1.2]
+    assert vs_htex["ratio"] == 1.2 and vs_htex["pass"] is False   # median, not 900/600
+    assert "1.20 (1.50 1.00 1.20)" in report.table(list(row.values()))
