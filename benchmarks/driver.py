@@ -143,13 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(outcome)
     wall = time.perf_counter() - t0
 
-    rounds: list[dict[str, Any]] = []
+    rounds: dict[str, list[dict[str, Any]]] = {}   # measurement -> each round's values
     for o in outcomes:
-        while len(rounds) <= o.job.round:
-            rounds.append({})
-        rounds[o.job.round].update(o.values)
-    results = report.medians(rounds)
-    evaluated = report.evaluate(results, {o.job.measurement for o in outcomes}, rounds=rounds)
+        mine = rounds.setdefault(o.job.measurement, [])
+        while len(mine) <= o.job.round:
+            mine.append({})
+        mine[o.job.round].update(o.values)
+    results: dict[str, Any] = {}
+    for values in rounds.values():
+        results.update(report.medians(values))
+    evaluated = report.evaluate(results, set(rounds), rounds=rounds)
     summary = report.summary(
         results, evaluated,
         quick=args.quick,

@@ -125,22 +125,26 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
              rows: tuple[Row, ...] = ROWS,
-             rounds: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+             rounds: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Return one dict per row: value, peers, ratio, target text and pass (None: n/a).
 
     :param measurements: keep only the rows of these measurements (all when None).
-    :param rounds: each round's results, when measurements ran more than once: a
-        row's ratio is then the median of the rounds' ratios (``ratio_rounds``
-        lists them), each taken between peers that ran minutes apart at most.
+    :param rounds: per measurement, each round's results. A row then reads its own
+        measurement's values (medians over the rounds; other measurements may
+        report a key too, such as ``rp_startup_s``), and when it ran more than once
+        its ratio is the median of the rounds' ratios (``ratio_rounds`` lists
+        them), each taken between peers that ran minutes apart at most.
     """
     keep = None if measurements is None else set(measurements)
     out = []
     for row in rows:
         if keep is not None and row.measurement not in keep:
             continue
-        value = _number(results, row.key)
-        r = ratio(results, *row.ratio) if row.ratio else None
-        per_round = [x for x in (ratio(values, *row.ratio) for values in rounds or ())
+        mine = (rounds or {}).get(row.measurement, [])
+        values = {**results, **medians(mine)} if mine else results
+        value = _number(values, row.key)
+        r = ratio(values, *row.ratio) if row.ratio else None
+        per_round = [x for x in (ratio(v, *row.ratio) for v in mine)
                      if x is not None] if row.ratio else []
         if len(per_round) > 1:
             r = statistics.median(per_round)
@@ -150,7 +154,7 @@ def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
         out.append({
             "measurement": row.measurement, "name": row.name, "key": row.key,
             "value": value, "unit": row.unit,
-            "peers": {k: _number(results, k) for k in row.peers},
+            "peers": {k: _number(values, k) for k in row.peers},
             "ratio_of": "/".join(row.ratio) if row.ratio else None, "ratio": r,
             "ratio_rounds": per_round if len(per_round) > 1 else None,
             "target": row.target_text() or None, "pass": passed,

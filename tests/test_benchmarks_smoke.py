@@ -75,8 +75,17 @@ def test_measurements_with_rounds_alternate_their_peers_and_report_median_ratios
                  {"rpex_fn_tput": 1200.0, "htex_fn_tput": 1000.0}]  # 1.2
     results = report.medians(per_round)
     assert results == {"rpex_fn_tput": 900.0, "htex_fn_tput": 600.0}
-    row = {e["name"]: e for e in report.evaluate(results, {"parsl_tput"}, rounds=per_round)}
+    row = {e["name"]: e for e in report.evaluate(
+        results, {"parsl_tput"}, rounds={"parsl_tput": per_round})}
     vs_htex = row["parsl_tput_vs_htex"]
     assert vs_htex["ratio_rounds"] == [1.5, 1.0, 1.2]
     assert vs_htex["ratio"] == 1.2 and vs_htex["pass"] is False   # median, not 900/600
     assert "1.20 (1.50 1.00 1.20)" in report.table(list(row.values()))
+
+    # a key that two measurements report is read from the row's own measurement
+    rounds = {"startup": [{"rp_startup_s": 0.5, "htex_first_result_s": 5.0}],
+              "exec_tput": [{"rp_startup_s": 2.0}, {"rp_startup_s": 3.0}]}
+    results = {"rp_startup_s": 2.5, "htex_first_result_s": 5.0}
+    row = {e["name"]: e for e in report.evaluate(results, {"startup"}, rounds=rounds)}
+    assert row["startup_abs"]["value"] == 0.5 and row["startup_abs"]["pass"] is True
+    assert row["startup_vs_htex"]["ratio"] == 0.1 and row["startup_vs_htex"]["ratio_rounds"] is None
