@@ -38,18 +38,14 @@ from typing import Any, Callable
 
 from parsl.executors.errors import BadStateException
 from parsl.executors.status_handling import BlockProviderExecutor
-from parsl.jobs.states import JobState, JobStatus
+from parsl.jobs.states import JobStatus
 from parsl.utils import RepresentationMixin
 
-from . import parsl_apps, states
-from .unit_manager import UnitManager
+from . import parsl_apps, parsl_blocks, states
 
 log = logging.getLogger(__name__)
 
 _FINAL = states.FINAL_STATES
-_PENDING_PILOT = frozenset({states.NEW, states.PMGR_LAUNCHING_PENDING, states.PMGR_LAUNCHING,
-                            states.PMGR_ACTIVE_PENDING})
-_WEEK_MIN = 7 * 24 * 60
 _PILOT_LOST = "rp_executor: pilot "   # stderr of units their pilot left unfinished
 
 
@@ -70,75 +66,6 @@ class _Task:
     def __init__(self, future: Future, bash: parsl_apps.BashCall | None,
                  walltime: float | None, outputs: list) -> None:
         self.future, self.bash, self.walltime, self.outputs = future, bash, walltime, outputs
-
-
-class _UnitManager(UnitManager):
-    """The executor's UnitManager: late binding and a queue of final units.
-
-    Units are bound only to ACTIVE pilots, and each pilot holds at most
-    ``capacity(pilot)`` unfinished units; the rest wait here (unbound) until a pilot
-    becomes active or units end. So new blocks get work, and a block still queued in
-    the batch system holds none. ``_on_changed`` runs with the manager's lock held,
-    on whatever thread advanced the units (mostly the I/O thread): it only binds
-    waiting units and queues final ones for the completion thread.
-    """
-
-    def __init__(self, session: Any, finished: queue.SimpleQueue,
-                 capacity: Callable[[Any], float]) -> None:
-        super().__init__(session)
-        self._finished = finished
-        self._capacity = capacity
-
-    def _schedule(self, units: list) -> None:
-        waiting = self._unbound + list(units) if self._unbound else list(units)
-        self._unbound = []
-        room = {}
-        for uid, p in self._pilots.items():
-            if p._state == states.PMGR_ACTIVE:
-                free = self._capacity(p) - len(self._by_pilot.get(uid, ()))
-                if free > 0:
-                    room[uid] = free
-        if not room:
-            self._unbound = waiting
-            return
-        take = int(min(len(waiting), sum(room.values())))
-        self._unbound = waiting[take:]
-        if not take:
-            return
-        saved = self._pilots
-        self._pilots = {uid: saved[uid] for uid in room}  # lock held: nobody else looks
-        try:
-            super()._schedule(waiting[:take])
-        finally:
-            self._pilots = saved
-
-    def _rebind(self) -> None:
-        with self._lock:
-            if self._unbound:
-                self._schedule([])
-
-    def _on_changed(self, objs: list) -> None:
-        super()._on_changed(objs)
-        done = [u for u in objs if u._state in _FINAL]
-        if done:
-            self._finished.put(done)
-            if self._unbound:
-                self._schedule([])
-
-
-def _runtime_minutes(provider: Any) -> int:
-    """The provider's walltime (``HH:MM:SS``) in whole minutes, or a week if it has none."""
-    walltime = getattr(provider, "walltime", None)
-    if not walltime:
-        return _WEEK_MIN
-    try:
-        parts = [int(p) for p in str(walltime).split(":")]
-    except ValueError:
-        return _WEEK_MIN
-    seconds = 0
-    for p in parts:
-        seconds = seconds * 60 + p
-    return max(1, math.ceil(seconds / 60))
 
 
 class RPExecutor(BlockProviderExecutor, RepresentationMixin):
@@ -253,7 +180,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self._base = os.path.abspath(base)
         self._session = rp.Session(base_dir=self._base, cfg=self.session_cfg)
         self._pmgr = rp.PilotManager(self._session)
-        self._umgr = _UnitManager(self._session, self._finished, self._pilot_capacity)
+        self._umgr = parsl_blocks.BlockUnitManager(self._session, self._finished, self._pilot_capacity)
         for target, name in ((self._submit_loop, "submitter"),
                              (self._complete_loop, "completion")):
             t = threading.Thread(target=target, daemon=True, name=f"rpex-{self.label}-{name}")
@@ -304,7 +231,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
 
         pd = rp.ComputePilotDescription(
             resource=self.resource, cores=self._block_cores, gpus=self.gpus_per_block,
-            runtime=self.runtime or _runtime_minutes(self.provider), provider=self.provider,
+            runtime=self.runtime or parsl_blocks.runtime_minutes(self.provider), provider=self.provider,
             sandbox=os.path.join(self._base, "pilots"))
         pilot = self._pmgr.submit_pilots(pd)
         pilot._launched.wait()
@@ -356,7 +283,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         busy = self._umgr._by_pilot if self._umgr is not None else {}
         live = [(bid, p) for bid, p in self._pilots.items() if not p.is_final]
         live.sort(key=lambda item: (bool(busy.get(item[1].uid)),
-                                    item[1].state not in _PENDING_PILOT))
+                                    item[1].state not in parsl_blocks.PENDING))
         chosen = live[:blocks]
         if chosen:
             self._pmgr.cancel_pilots([p.uid for _, p in chosen], _timeout=30)
@@ -367,7 +294,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         active is MISSING, a failed one (block killed, heartbeats stopped) FAILED."""
         result = {}
         for bid, pilot in list(self._pilots.items()):
-            result[bid] = _job_status(pilot)
+            result[bid] = parsl_blocks.job_status(pilot)
         result.update(self._simulated_status)
         return result
 
@@ -539,23 +466,6 @@ def _settle(fut: Future, result: Any = None, error: BaseException | None = None)
             fut.set_result(result)
     except InvalidStateError:
         log.debug("future %s already done", getattr(fut, "parsl_executor_task_id", fut))
-
-
-def _job_status(pilot: Any) -> JobStatus:
-    """A pilot's state as a Parsl block state."""
-    state = pilot.state
-    if state in _PENDING_PILOT:
-        return JobStatus(JobState.PENDING)
-    if state == states.PMGR_ACTIVE:
-        return JobStatus(JobState.RUNNING)
-    why = "; ".join(pilot.log[-2:]) or state
-    if state == states.DONE:
-        return JobStatus(JobState.COMPLETED, message=why)
-    if state == states.CANCELED:
-        return JobStatus(JobState.CANCELLED, message=why)
-    active = any(s == states.PMGR_ACTIVE for s, _ in pilot.state_history)
-    message = f"pilot {pilot.uid} (job {pilot.job_id}) {state}: {pilot.stderr or why}"
-    return JobStatus(JobState.FAILED if active else JobState.MISSING, message=message)
 
 
 def _shell_quote(text: str) -> str:

@@ -7,28 +7,18 @@ import logging
 import time
 from typing import Any
 
-from . import states, wire
+from . import states, unit_forms as forms, wire
 from .constants import SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS, WAIT_QUEUE_SIZE
 from .description import ComputeUnitDescription
 from .exceptions import BadParameter, IncorrectState
 from .gcpause import paused_gc
-from .journal import to_json
 from .stateful import Manager
-from .umgr_scheduler import Need, PilotRoom, make_umgr_scheduler
+from .umgr_scheduler import PilotRoom, make_umgr_scheduler
 from .unit import ComputeUnit
+from .unit_staging import UnitStaging
 
 log = logging.getLogger(__name__)
 
-# what the agent needs of a description, with the defaults it assumes for missing ones;
-# the rest (metadata, staging, ...) stays here
-_AGENT_FIELDS = tuple((name, ComputeUnitDescription._attrs[name].default) for name in (
-    "executable", "arguments", "environment", "pre_exec", "post_exec", "stdout", "stderr",
-    "cpu_processes", "cpu_process_type", "cpu_threads", "gpu_processes", "name", "sandbox",
-    "priority"))
-
-# the states a unit passes in the client before it is handed to the agent
-_TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
-             states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
 _PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 # a long submit_units list is handed on in chunks: a small first one gets the pilots
@@ -39,7 +29,7 @@ _CHUNK = 2048
 _PAUSE_GC_FROM = 1000
 
 
-class UnitManager(Manager):
+class UnitManager(UnitStaging, Manager):
     """Submits units to the pilots added to it.
 
     :param session: the :class:`Session` this manager belongs to.
@@ -205,8 +195,8 @@ class UnitManager(Manager):
                 # a dict is checked as it is converted: its errors name the index too
                 d = (ComputeUnitDescription(d) if type(d) is dict else d)._snapshot()
                 d.validate()
-                calls.append(_dump_call(d) if d.function is not None else None)
-                plans.append(_staging_plan(d, session=self._session)
+                calls.append(forms.dump_call(d) if d.function is not None else None)
+                plans.append(forms.staging_plan(d, session=self._session)
                              if d.input_staging or d.output_staging else None)
             except BadParameter as exc:
                 if not scalar:
@@ -234,7 +224,7 @@ class UnitManager(Manager):
         for unit, call in zip(units, calls):
             unit._call = call
         staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
-        session._journal.add_units([(u.uid, self._uid, _journal_form(u._description))
+        session._journal.add_units([(u.uid, self._uid, forms.journal_form(u._description))
                                     for u in units])
         with self._lock:
             for u in units:
@@ -318,7 +308,7 @@ class UnitManager(Manager):
             self._unbound.extend(units)
             return
         now = time.time()
-        steps = tuple((s, now) for s in _TO_AGENT)
+        steps = tuple((s, now) for s in forms.TO_AGENT)
         batches: dict[Any, list] = {}
         free = []
         for u in units:
@@ -332,7 +322,7 @@ class UnitManager(Manager):
         if free:
             # the manager's policy (umgr_scheduler.py) picks the pilots, or None: wait
             rooms = [self._room(p) for p in live]
-            for u, uid in zip(free, self._policy.bind([_need(u) for u in free], rooms)):
+            for u, uid in zip(free, self._policy.bind([forms.need(u) for u in free], rooms)):
                 if uid is None:
                     self._unbound.append(u)
                 else:
@@ -349,7 +339,7 @@ class UnitManager(Manager):
             if self._staging:
                 group = self._stage_in(pilot, group, now)
             self._advance([(u, steps) for u in group])
-            pilot._send_units([_wire_unit(u) for u in group])
+            pilot._send_units([forms.wire_unit(u) for u in group])
 
     def _room(self, pilot: Any) -> PilotRoom:
         details = pilot.resource_details or {}
@@ -363,7 +353,7 @@ class UnitManager(Manager):
         busy = self._busy.get(pilot_uid)
         if busy is not None:
             for u in units:
-                need = _need(u)
+                need = forms.need(u)
                 busy[0] += sign * need.cores
                 busy[1] += sign * need.gpus
 
@@ -398,96 +388,6 @@ class UnitManager(Manager):
         if self._late:
             with self._lock:
                 self._reschedule_waiting()
-
-    # staging (client side; see client_staging.py) ---------------------------------
-
-    def _stage_in(self, pilot: Any, group: list, now: float) -> list:
-        """Hand units with client-side input directives to the staging thread; send
-        units whose directives all run in the agent with them. Returns the rest, which
-        go on as units without directives do (lock held)."""
-        plain, to_client, to_agent = [], [], []
-        for u in group:
-            plan = self._staging.get(u.uid)
-            if plan is None:
-                plain.append(u)
-            elif plan.client_in:
-                to_client.append(u)
-            else:
-                to_agent.append(u)
-        if to_client:
-            self._advance([(u, ((states.UMGR_SCHEDULING, now),
-                                (states.UMGR_STAGING_INPUT_PENDING, now)))
-                           for u in to_client])
-            self._queue_staging("in", to_client)
-        if to_agent:
-            self._advance([(u, tuple((s, now) for s in _TO_AGENT)) for u in to_agent])
-            pilot._send_units([self._wire_staged(u) for u in to_agent])
-        return plain
-
-    def _wire_staged(self, unit: ComputeUnit) -> dict:
-        wired = _wire_unit(unit)
-        agent_part = self._staging[unit.uid].wire()
-        if agent_part is not None:
-            wired["staging"] = agent_part
-        return wired
-
-    def _queue_staging(self, kind: str, units: list) -> None:
-        """Queue units on the staging thread (lock held)."""
-        if not units:
-            return
-        self._client_staging.update(u.uid for u in units)
-        if self._stager is None:
-            from .client_staging import UnitStager
-            self._stager = UnitStager(self)
-        self._stager.put(kind, units)
-
-    def _staging_started(self, kind: str, units: list) -> None:
-        """The staging thread begins with these units (UMGR_STAGING_INPUT/OUTPUT)."""
-        state = states.UMGR_STAGING_INPUT if kind == "in" else states.UMGR_STAGING_OUTPUT
-        now = time.time()
-        with self._lock:
-            self._advance([(u, ((state, now),)) for u in units if not u.is_final])
-
-    def _input_staged(self, results: list) -> None:
-        """Send the units whose input arrived; fail the others (staging thread)."""
-        now = time.time()
-        with self._lock:
-            send: dict[Any, list] = {}
-            failed = []
-            for u, error, warnings in results:
-                self._client_staging.discard(u.uid)
-                if u.is_final:
-                    continue   # canceled, or its pilot ended, meanwhile
-                if error is not None:
-                    u.stderr = _append(u.stderr, f"rp_executor: {error}")
-                    failed.append((u, ((states.FAILED, now),)))
-                else:
-                    if warnings:   # added to its stderr when it ends (_on_changed)
-                        self._staging_notes[u.uid] = list(warnings)
-                    send.setdefault(u._pilot, []).append(u)
-            self._advance(failed)
-            for pilot, group in send.items():
-                self._advance([(u, ((states.AGENT_STAGING_INPUT_PENDING, now),))
-                               for u in group])
-                pilot._send_units([self._wire_staged(u) for u in group])
-
-    def _output_staged(self, results: list) -> None:
-        """Finish units whose output was staged by the client (staging thread)."""
-        now = time.time()
-        with self._lock:
-            items = []
-            for u, error, warnings in results:
-                self._client_staging.discard(u.uid)
-                if u.is_final:
-                    continue
-                for w in warnings:
-                    u.stderr = _append(u.stderr, f"rp_executor: {w}")
-                if error is not None:
-                    u.stderr = _append(u.stderr, f"rp_executor: {error}")
-                    items.append((u, ((states.FAILED, now),)))
-                else:
-                    items.append((u, ((states.DONE, now),)))
-            self._advance(items)
 
     # what comes back ----------------------------------------------------------------
 
@@ -584,7 +484,7 @@ class UnitManager(Manager):
                 if self._staging:
                     self._staging.pop(u.uid, None)
                     for w in self._staging_notes.pop(u.uid, ()):
-                        u.stderr = _append(u.stderr, f"rp_executor: {w}")
+                        u.stderr = forms.append_line(u.stderr, f"rp_executor: {w}")
                     self._client_staging.discard(u.uid)
                 if u._pilot is not None:
                     self._by_pilot[u._pilot.uid].discard(u.uid)
@@ -602,50 +502,3 @@ class UnitManager(Manager):
             self._queued_reported = len(queued)
             self._fire_metric(WAIT_QUEUE_SIZE, len(queued))
 
-
-def _need(unit: ComputeUnit) -> Need:
-    d = unit._description
-    return Need(d.cpu_processes * d.cpu_threads, d.gpu_processes)
-
-
-def _wire_unit(unit: ComputeUnit) -> dict:
-    d = unit._description.__dict__
-    # only what differs from the defaults: most units set a few attributes
-    wired = {"uid": unit._uid,
-             "description": {k: d[k] for k, default in _AGENT_FIELDS
-                             if k in d and d[k] != default}}
-    if unit._call is not None:
-        wired["function"], wired["args"] = unit._call
-    return wired
-
-
-def _journal_form(d: ComputeUnitDescription) -> str:
-    """The description as journal JSON: the attributes that differ from their defaults
-    (the rest is the schema's); a function's arguments only as a summary, since they
-    may be large and are data, not description."""
-    data = d.non_defaults()
-    if "args" in data:
-        data["args"] = f"<{len(data['args'])} positional argument(s)>"
-    if "kwargs" in data:
-        data["kwargs"] = f"<keyword arguments: {', '.join(map(str, data['kwargs']))}>"
-    return to_json(data)
-
-
-def _dump_call(d: ComputeUnitDescription) -> tuple:
-    from .function import dump_arguments, dump_function
-    return dump_function(d.function), dump_arguments(d.args, d.kwargs)
-
-
-def _staging_plan(d: ComputeUnitDescription, session: Any) -> Any:
-    """The unit's staging Plan; raises BadParameter for a malformed directive, or for
-    globus:// directives in a session without a globus context."""
-    from .staging.directives import plan_description
-    plan = plan_description(d.input_staging, d.output_staging)
-    if plan is not None and plan.globus:
-        from .client_staging import globus_context
-        globus_context(session)
-    return plan
-
-
-def _append(text: str | None, line: str) -> str:
-    return f"{text.rstrip()}\n{line}" if text else line

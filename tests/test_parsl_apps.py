@@ -12,8 +12,8 @@ from parsl.executors.errors import InvalidResourceSpecification
 from parsl.jobs.states import JobState
 
 from rp_executor import parsl_apps as pa  # noqa: E402
-from rp_executor.parsl_executor import (  # noqa: E402
-    _BACKLOG_S, _GATHER_S, _job_status, _runtime_minutes, gathers)
+from rp_executor.parsl_blocks import job_status, runtime_minutes  # noqa: E402
+from rp_executor.parsl_executor import _BACKLOG_S, _GATHER_S, gathers  # noqa: E402
 
 
 def _bash_app_function(fn):
@@ -153,22 +153,22 @@ class _Pilot:
 
 def test_pilot_states_become_block_states():
     import rp_executor as rp
-    assert _job_status(_Pilot(rp.PMGR_LAUNCHING)).state == JobState.PENDING
-    assert _job_status(_Pilot(rp.PMGR_ACTIVE)).state == JobState.RUNNING
-    assert _job_status(_Pilot(rp.DONE)).state == JobState.COMPLETED
-    assert _job_status(_Pilot(rp.CANCELED)).state == JobState.CANCELLED
-    died = _job_status(_Pilot(rp.FAILED, [rp.PMGR_ACTIVE, rp.FAILED], stderr="killed"))
+    assert job_status(_Pilot(rp.PMGR_LAUNCHING)).state == JobState.PENDING
+    assert job_status(_Pilot(rp.PMGR_ACTIVE)).state == JobState.RUNNING
+    assert job_status(_Pilot(rp.DONE)).state == JobState.COMPLETED
+    assert job_status(_Pilot(rp.CANCELED)).state == JobState.CANCELLED
+    died = job_status(_Pilot(rp.FAILED, [rp.PMGR_ACTIVE, rp.FAILED], stderr="killed"))
     assert died.state == JobState.FAILED and "pilot.0001" in died.message
     assert "killed" in died.message
-    never = _job_status(_Pilot(rp.FAILED, [rp.PMGR_LAUNCHING, rp.FAILED]))
+    never = job_status(_Pilot(rp.FAILED, [rp.PMGR_LAUNCHING, rp.FAILED]))
     assert never.state == JobState.MISSING
 
 
 def test_pilot_runtime_follows_the_provider_walltime():
     class P:
         walltime = "01:30:01"
-    assert _runtime_minutes(P()) == 91
-    assert _runtime_minutes(object()) == 7 * 24 * 60
+    assert runtime_minutes(P()) == 91
+    assert runtime_minutes(object()) == 7 * 24 * 60
 
 
 def test_the_submitter_gathers_tasks_only_while_the_pilots_are_busy():
