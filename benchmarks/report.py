@@ -97,10 +97,13 @@ ROWS: tuple[Row, ...] = (
 )
 
 
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _number(results: dict[str, Any], key: str) -> float | None:
     value = results.get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
+    return float(value) if _numeric(value) else None
 
 
 def ratio(results: dict[str, Any], num: str, den: str) -> float | None:
@@ -118,7 +121,7 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             merged.setdefault(key, []).append(value)
     out = {}
     for key, values in merged.items():
-        numbers = [v for v in values if _number({key: v}, key) is not None]
+        numbers = [v for v in values if _numeric(v)]
         out[key] = statistics.median(numbers) if len(numbers) > 1 else values[-1]
     return out
 

@@ -180,7 +180,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self._base = os.path.abspath(base)
         self._session = rp.Session(base_dir=self._base, cfg=self.session_cfg)
         self._pmgr = rp.PilotManager(self._session)
-        self._umgr = parsl_blocks.BlockUnitManager(self._session, self._finished, self._pilot_capacity)
+        self._umgr = parsl_blocks.BlockUnitManager(self._session, self._finished,
+                                                   self._pilot_capacity)
         for target, name in ((self._submit_loop, "submitter"),
                              (self._complete_loop, "completion")):
             t = threading.Thread(target=target, daemon=True, name=f"rpex-{self.label}-{name}")
@@ -231,7 +232,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
 
         pd = rp.ComputePilotDescription(
             resource=self.resource, cores=self._block_cores, gpus=self.gpus_per_block,
-            runtime=self.runtime or parsl_blocks.runtime_minutes(self.provider), provider=self.provider,
+            runtime=self.runtime or parsl_blocks.runtime_minutes(self.provider),
+            provider=self.provider,
             sandbox=os.path.join(self._base, "pilots"))
         pilot = self._pmgr.submit_pilots(pd)
         pilot._launched.wait()
