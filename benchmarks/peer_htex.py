@@ -8,13 +8,9 @@ HTEX costs out of the box.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
-import time
 from typing import Any, Iterator
 
-from benchmarks.payloads import noop
-from benchmarks.timing import app_throughput, round_trips
+from benchmarks.timing import app_throughput, parsl_loaded, round_trips
 
 
 @contextlib.contextmanager
@@ -22,32 +18,17 @@ def loaded(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
     """Load a fresh HTEX config; yield ``(noop_app, timings)`` after its first result.
 
     ``timings`` holds ``htex_load_s`` (``parsl.load``) and ``htex_first_result_s``
-    (``parsl.load`` until the first no-op app's result). The DFK is cleaned up and
-    its run_dir removed on the way out.
+    (``parsl.load`` until the first no-op app's result); see
+    :func:`benchmarks.timing.parsl_loaded`.
     """
-    import parsl
-    from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
 
-    tmp = tempfile.mkdtemp(prefix="rpbench-htex-")
-    config = Config(
-        executors=[HighThroughputExecutor(
-            label="htex", max_workers_per_node=2,
-            provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1))],
-        run_dir=tmp)
-    t0 = time.perf_counter()
-    parsl.load(config)
-    try:
-        t1 = time.perf_counter()
-        app = parsl.python_app(noop, executors=["htex"])
-        app().result(timeout=timeout)
-        t2 = time.perf_counter()
-        yield app, {"htex_load_s": t1 - t0, "htex_first_result_s": t2 - t0}
-    finally:
-        parsl.dfk().cleanup()
-        parsl.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+    executor = HighThroughputExecutor(
+        label="htex", max_workers_per_node=2,
+        provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1))
+    with parsl_loaded(executor, timeout) as loaded_app:
+        yield loaded_app
 
 
 def startup(n: int, timeout: float) -> dict[str, float]:

@@ -13,17 +13,12 @@ own; one that runs the apps elsewhere can end slightly above this figure.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
-import time
-from typing import Any, Iterator
-
 from concurrent.futures import Future
+from typing import Any, Iterator
 
 from parsl.executors.base import ParslExecutor
 
-from benchmarks.payloads import noop
-from benchmarks.timing import app_throughput
+from benchmarks.timing import app_throughput, parsl_loaded
 
 PILOT_CORES = 2
 
@@ -32,33 +27,20 @@ PILOT_CORES = 2
 def loaded(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
     """Load a fresh RPExecutor config; yield ``(noop_app, timings)`` after its first result.
 
-    ``timings`` holds ``rpex_first_result_s`` (``parsl.load`` until the first result).
+    ``timings`` holds ``rpex_load_s`` and ``rpex_first_result_s`` (``parsl.load``
+    until the first result); see :func:`benchmarks.timing.parsl_loaded`.
     """
-    import parsl
-    from parsl.config import Config
     from parsl.launchers import SimpleLauncher
     from parsl.providers import LocalProvider
 
     from rp_executor import RPExecutor
 
-    tmp = tempfile.mkdtemp(prefix="rpbench-rpex-")
-    config = Config(
-        executors=[RPExecutor(
-            label="rpex", cores_per_block=PILOT_CORES,
-            provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1,
-                                   launcher=SimpleLauncher()))],
-        run_dir=tmp)
-    t0 = time.perf_counter()
-    parsl.load(config)
-    try:
-        app = parsl.python_app(noop, executors=["rpex"])
-        app().result(timeout=timeout)
-        t1 = time.perf_counter()
-        yield app, {"rpex_first_result_s": t1 - t0}
-    finally:
-        parsl.dfk().cleanup()
-        parsl.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+    executor = RPExecutor(
+        label="rpex", cores_per_block=PILOT_CORES,
+        provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1,
+                               launcher=SimpleLauncher()))
+    with parsl_loaded(executor, timeout) as loaded_app:
+        yield loaded_app
 
 
 def fn_tput(n: int, timeout: float) -> dict[str, float]:
@@ -96,17 +78,5 @@ class InlineExecutor(ParslExecutor):
 def inline_fn_tput(n: int, timeout: float) -> dict[str, float]:
     """Throughput of ``n`` no-op apps through :class:`InlineExecutor`, as
     :func:`fn_tput` measures it: the DFK's own rate in this run."""
-    import parsl
-    from parsl.config import Config
-
-    tmp = tempfile.mkdtemp(prefix="rpbench-inline-")
-    t0 = time.perf_counter()
-    parsl.load(Config(executors=[InlineExecutor()], run_dir=tmp))
-    try:
-        app = parsl.python_app(noop, executors=["inline"])
-        app().result(timeout=timeout)
-        return app_throughput(app, "inline", n, timeout, time.perf_counter() - t0)
-    finally:
-        parsl.dfk().cleanup()
-        parsl.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with parsl_loaded(InlineExecutor(), timeout) as (app, timings):
+        return app_throughput(app, "inline", n, timeout, timings["inline_first_result_s"])

@@ -1,12 +1,17 @@
-"""Small timing helpers shared by the peers: rates and latency summaries."""
+"""Small timing helpers shared by the peers: rates, latency summaries, a timed Parsl load."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+from benchmarks.payloads import noop
 
 
 def rate(n: int, seconds: float) -> float:
@@ -67,3 +72,31 @@ def peak_rss_mb() -> float:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return maxrss / 1024.0 if sys.platform != "darwin" else maxrss / 2**20
+
+
+@contextlib.contextmanager
+def parsl_loaded(executor: Any, timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
+    """Load a fresh Parsl Config with ``executor`` alone (its run_dir a new temporary
+    directory); yield ``(noop_app, timings)`` after the app's first result.
+
+    ``timings`` holds ``<label>_load_s`` (``parsl.load``) and
+    ``<label>_first_result_s`` (``parsl.load`` until the first result). The DFK is
+    cleaned up and its run_dir removed on the way out.
+    """
+    import parsl
+    from parsl.config import Config
+
+    label = executor.label
+    tmp = tempfile.mkdtemp(prefix=f"rpbench-{label}-")
+    t0 = time.perf_counter()
+    parsl.load(Config(executors=[executor], run_dir=tmp))
+    try:
+        t1 = time.perf_counter()
+        app = parsl.python_app(noop, executors=[label])
+        app().result(timeout=timeout)
+        t2 = time.perf_counter()
+        yield app, {f"{label}_load_s": t1 - t0, f"{label}_first_result_s": t2 - t0}
+    finally:
+        parsl.dfk().cleanup()
+        parsl.clear()
+        shutil.rmtree(tmp, ignore_errors=True)
