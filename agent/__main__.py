@@ -1,7 +1,8 @@
 """``python -m rp_executor.agent <config file>``: run a pilot's agent.
 
-The config file is JSON written by the client with mode 0600 (it holds the agent's
-CURVE secret key); it is read and then removed.
+The config file is an :class:`~rp_executor.agent.config.AgentConfig` written by the
+client with mode 0600 (it holds the agent's CURVE secret key); it is read and then
+removed.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m rp_executor.agent <agent config file (0600)>", file=sys.stderr)
         return 2
-    from rp_executor.wire import read_secret
     from .agent import Agent
+    from .config import AgentConfig
 
     path = Path(argv[0])
-    cfg = read_secret(path)
+    cfg = AgentConfig.read(path)
     os.unlink(path)  # the secret lives in the agent's memory only from now on
-    os.chdir(cfg["sandbox"])
-    logging.basicConfig(filename=os.path.join(cfg["sandbox"], "agent.log"),
-                        level=cfg.get("log_level", "INFO"),
+    os.chdir(cfg.sandbox)
+    logging.basicConfig(filename=os.path.join(cfg.sandbox, "agent.log"),
+                        level=cfg.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile = os.environ.get("RP_EXECUTOR_AGENT_PROFILE")
     if profile:  # a developer's aid: cProfile of the whole agent, written at exit
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return profiler.runcall(Agent(cfg).run)
         finally:
-            profiler.dump_stats(os.path.join(cfg["sandbox"], profile))
+            profiler.dump_stats(os.path.join(cfg.sandbox, profile))
     return Agent(cfg).run()
 
 

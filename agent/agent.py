@@ -20,8 +20,12 @@ from typing import Any
 
 import zmq
 
-from rp_executor import states, wire
-from .executing import ForkExecutor, Finished
+from rp_executor import states
+from rp_executor._core import wire
+from rp_executor.outcome import Ending, Outcome
+
+from .config import AgentConfig
+from .executing import Finished, ForkExecutor
 from .function_pool import FuncResult, FunctionPool
 from .launch_methods import LaunchMethods
 from .resource_manager import make_resource_manager
@@ -41,10 +45,10 @@ _FAILURE_GRACE = 1.0   # seconds a failed unit of a batch job waits for the job'
 class Agent:
     """The agent of one pilot, configured by the 0600 file the client wrote."""
 
-    def __init__(self, cfg: dict) -> None:
+    def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
-        self.pilot = cfg["pilot_id"]
-        self.sandbox = Path(cfg["sandbox"])
+        self.pilot = cfg.pilot_id
+        self.sandbox = Path(cfg.sandbox)
         self.rm = make_resource_manager(cfg)
         self.scheduler = Scheduler(self.rm.nodes)
         # one pipe wakes the loop: SIGCHLD writes to it, and so does the staging worker
@@ -52,7 +56,7 @@ class Agent:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.executor = ForkExecutor(self.sandbox, {
-            "RP_SESSION_ID": cfg["session_id"], "RP_PILOT_ID": self.pilot,
+            "RP_SESSION_ID": cfg.session_id, "RP_PILOT_ID": self.pilot,
             "RP_PILOT_SANDBOX": str(self.sandbox)}, launch=LaunchMethods.from_config(cfg))
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
@@ -62,7 +66,7 @@ class Agent:
         # what they finished with (None while staging in)
         self.stager: Any = None
         self.staging_out: dict[str, dict] = {}
-        self.staging: dict[str, tuple[dict, dict | None]] = {}
+        self.staging: dict[str, tuple[dict, Outcome | None]] = {}
         # warnings of NON_FATAL input directives that failed: they go into the unit's
         # stderr when it ends, as those of its output directives do
         self.staging_notes: dict[str, list[str]] = {}
@@ -71,12 +75,11 @@ class Agent:
         self.now = time.time()
         # failed executables held back for _FAILURE_GRACE seconds (see _finished)
         self.held: list[tuple[float, Finished]] = []
-        self.batch_job = (cfg.get("resource_manager") or "local").lower() not in \
-            ("local", "fork")
+        self.batch_job = cfg.batch_job
         self.ending: tuple[str, str] | None = None
-        self.runtime_end = time.monotonic() + float(cfg["runtime"]) * 60
-        self.beat_every = float(cfg.get("heartbeat_interval") or 1.0)
-        self.client_timeout = float(cfg.get("heartbeat_timeout") or 60.0)
+        self.runtime_end = time.monotonic() + float(cfg.runtime) * 60
+        self.beat_every = float(cfg.heartbeat_interval or 1.0)
+        self.client_timeout = float(cfg.heartbeat_timeout or 60.0)
 
     def _wake(self) -> None:
         try:
@@ -86,7 +89,7 @@ class Agent:
 
     # updates ------------------------------------------------------------------------
 
-    def _step(self, uid: str, steps: tuple, extra: dict | None = None) -> None:
+    def _step(self, uid: str, steps: tuple, outcome: Outcome | None = None) -> None:
         # one timestamp per loop iteration: what happens in one iteration happens
         # within microseconds, and a shared time makes batches smaller on the wire
         now = self.now
@@ -94,8 +97,8 @@ class Agent:
         if entry is None:
             self.updates[uid] = entry = [uid, [], None]
         entry[1].extend([s, now] for s in steps)
-        if extra:
-            entry[2] = extra
+        if outcome is not None:
+            entry[2] = outcome.to_wire()
 
     def _flush_due(self, poller: zmq.Poller, now: float) -> bool:
         """Whether to send the pending updates now.
@@ -167,9 +170,9 @@ class Agent:
         self._stager_submit(("in", uid), unit, directives["in"], output=False)
         return True
 
-    def _stage_out(self, uid: str, extra: dict) -> None:
+    def _stage_out(self, uid: str, outcome: Outcome) -> None:
         unit = self.staging_out.pop(uid)
-        self.staging[uid] = (unit, extra)
+        self.staging[uid] = (unit, outcome)
         self._step(uid, _ENDED)
         self._stager_submit(("out", uid), unit, unit["staging"]["out"], output=True)
 
@@ -193,11 +196,11 @@ class Agent:
             held = self.staging.pop(uid, None)
             if held is None:
                 continue   # canceled meanwhile
-            unit, extra = held
+            unit, outcome = held
             if kind == "in":
                 if error is not None:
                     self.staging_out.pop(uid, None)
-                    self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {error}"})
+                    self._step(uid, (states.FAILED,), _failed(error))
                     continue
                 if warnings:
                     self.staging_notes[uid] = list(warnings)
@@ -208,18 +211,19 @@ class Agent:
                     self.prioritized = True
                 continue
             for line in warnings or ():
-                extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {line}")
+                outcome.note(f"rp_executor: {line}")
             if error is not None:
-                extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {error}")
-                self._step(uid, (states.FAILED,), extra)
+                outcome.ending = Ending.FAILED
+                outcome.note(f"rp_executor: {error}")
+                self._step(uid, (states.FAILED,), outcome)
             else:
-                self._step(uid, (states.UMGR_STAGING_OUTPUT_PENDING,), extra)
+                self._step(uid, (states.UMGR_STAGING_OUTPUT_PENDING,), outcome)
         if arrived and self.prioritized:
             self.waiting = collections.OrderedDict(sorted(self.waiting.items(), key=_priority))
 
     def _start_pool(self) -> None:
-        env = {"RP_SESSION_ID": self.cfg["session_id"], "RP_PILOT_ID": self.pilot}
-        path = [p for p in self.cfg.get("python_path") or [] if p]
+        env = {"RP_SESSION_ID": self.cfg.session_id, "RP_PILOT_ID": self.pilot}
+        path = [p for p in self.cfg.python_path if p]
         if path:
             inherited = os.environ.get("PYTHONPATH")
             env["PYTHONPATH"] = os.pathsep.join(path + ([inherited] if inherited else []))
@@ -243,7 +247,7 @@ class Agent:
             error = self.scheduler.check(cores, gpus, mpi=mpi, cores_per_process=threads)
             if error:
                 placed.append(uid)
-                self._step(uid, (states.FAILED,), {"stderr": f"rp_executor: {error}"})
+                self._step(uid, (states.FAILED,), _failed(error))
                 continue
             slots = self.scheduler.allocate(cores, gpus, mpi=mpi, cores_per_process=threads)
             if slots is None:
@@ -276,39 +280,42 @@ class Agent:
 
     def _report(self, res: Finished, cause: str | None) -> None:
         """Send a finished executable unit's final states (``cause``: the pilot's end)."""
-        extra = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
-        self._settle(res.uid, extra, cause, res.canceled, res.exit_code == 0)
+        outcome = Outcome(Ending.DONE, res.exit_code, res.stdout, res.stderr,
+                          started=res.started, stopped=res.stopped,
+                          nodes=_nodes(res.slots))
+        self._settle(res.uid, outcome, cause, res.canceled, res.exit_code == 0)
 
-    def _settle(self, uid: str, extra: dict, cause: str | None, canceled: bool,
+    def _settle(self, uid: str, outcome: Outcome, cause: str | None, canceled: bool,
                 ok: bool) -> None:
         """The last states of a unit whose process or call ended."""
         if self.staging_notes:
             for line in self.staging_notes.pop(uid, ()):
-                extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {line}")
+                outcome.note(f"rp_executor: {line}")
         if cause is not None:
-            extra["stderr"] = _append(extra.get("stderr"), f"rp_executor: {cause}")
-            self._step(uid, (states.FAILED,), extra)
+            outcome.ending = Ending.LOST
+            outcome.note(f"rp_executor: {cause}")
+            self._step(uid, (states.FAILED,), outcome)
         elif canceled:
-            self._step(uid, (states.CANCELED,), extra)
+            outcome.ending = Ending.CANCELED
+            self._step(uid, (states.CANCELED,), outcome)
         elif ok:
             if self.staging_out and uid in self.staging_out:
-                self._stage_out(uid, extra)
+                self._stage_out(uid, outcome)
             else:
-                self._step(uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), extra)
+                self._step(uid, (*_ENDED, states.UMGR_STAGING_OUTPUT_PENDING), outcome)
         else:
-            self._step(uid, (*_ENDED, states.FAILED), extra)
+            outcome.ending = Ending.FAILED
+            self._step(uid, (*_ENDED, states.FAILED), outcome)
 
     def _functions_finished(self, results: list[FuncResult], cause: str | None = None) -> None:
         for res in results:
             if res.slots is not None:
                 self.scheduler.release(res.slots)
-            extra = {"function": True, "exit_code": res.exit_code, "result": res.result}
-            for key in ("stdout", "stderr", "result_file", "exception", "traceback"):
-                value = getattr(res, key)
-                if value:  # only what is there: most units print nothing and succeed
-                    extra[key] = value
+            outcome = Outcome(Ending.DONE, res.exit_code, res.stdout, res.stderr, res.result,
+                              res.result_file, res.exception, res.traceback, res.started,
+                              res.stopped, _nodes(res.slots))
             # a call that returned before the end is not spoiled by it
-            self._settle(res.uid, extra, None if res.ok else cause, res.canceled, res.ok)
+            self._settle(res.uid, outcome, None if res.ok else cause, res.canceled, res.ok)
 
     def _cancel(self, uids: list[str]) -> None:
         for uid in uids:
@@ -331,9 +338,9 @@ class Agent:
     def run(self) -> int:
         """Serve until the pilot ends; returns the process exit code."""
         ctx = zmq.Context()
-        keys = wire.KeyPair(self.cfg["public"], self.cfg["secret"])
-        sock = wire.connect_agent(ctx, self.pilot, self.cfg["endpoint"],
-                                  self.cfg["server_public"], keys)
+        keys = wire.KeyPair(self.cfg.public, self.cfg.secret)
+        sock = wire.connect_agent(ctx, self.pilot, self.cfg.endpoint,
+                                  self.cfg.server_public, keys)
         wake_r = self.wake_r
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -408,7 +415,7 @@ class Agent:
                         self._end(states.FAILED,
                                   f"no word from the client for {self.client_timeout:.0f} s")
                 if now >= self.runtime_end:
-                    self._end(states.DONE, f"runtime of {self.cfg['runtime']} min reached")
+                    self._end(states.DONE, f"runtime of {self.cfg.runtime} min reached")
                 if beat is not None:
                     self._flush(sock, beat)
                 elif self.updates and self._flush_due(poller, now):
@@ -460,10 +467,11 @@ class Agent:
         for _, res in self.held:
             self._report(res, why)
         self.held = []
-        for uid, (_, extra) in self.staging.items():
-            if extra is not None:   # it ran, but its output staging did not finish
-                self._step(uid, (states.FAILED,), {**extra, "stderr": _append(
-                    extra.get("stderr"), f"rp_executor: {why} (during output staging)")})
+        for uid, (_, outcome) in self.staging.items():
+            if outcome is not None:   # it ran, but its output staging did not finish
+                outcome.ending = Ending.LOST
+                outcome.note(f"rp_executor: {why} (during output staging)")
+                self._step(uid, (states.FAILED,), outcome)
         self.staging.clear()
         if self.waiting:
             log.info("%d unit(s) never started; the client re-routes them", len(self.waiting))
@@ -477,5 +485,11 @@ def _priority(item: tuple[str, dict]) -> int:
     return -item[1]["description"].get("priority", 0)
 
 
-def _append(text: str | None, line: str) -> str:
-    return f"{text.rstrip()}\n{line}" if text else line
+def _failed(error: str) -> Outcome:
+    """The outcome of a unit that failed before it ran, for ``error``."""
+    return Outcome(Ending.FAILED, stderr=f"rp_executor: {error}")
+
+
+def _nodes(slots: Any) -> list[str]:
+    """The names of the nodes of an allocation, in order."""
+    return [s.node for s in slots.nodes] if slots is not None else []

@@ -19,25 +19,21 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from .launch_methods import LaunchError, LaunchMethods
+from .output import MAX_IO_LOGLENGTH, SHORTENED, tail
 from .scheduler import Slots
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Finished", "ForkExecutor", "tail", "MAX_IO_LOGLENGTH", "KILL_GRACE"]
-
-MAX_IO_LOGLENGTH = 1024
-"""How many characters of a unit's stdout/stderr are reported (RP's value)."""
+__all__ = ["Finished", "ForkExecutor", "tail", "MAX_IO_LOGLENGTH", "SHORTENED", "KILL_GRACE"]
 
 KILL_GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL when a unit is canceled."""
-
-SHORTENED = "[... CONTENT SHORTENED ...]\n"
 
 # Words the shell would treat differently from a program of that name; these
 # executables always go through bash.
@@ -393,44 +389,6 @@ def _make_sandbox(path: str) -> None:
             raise
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
-
-
-def tail(path: Path | str, what: str = "stdout", limit: int = MAX_IO_LOGLENGTH) -> str:
-    """The last ``limit`` characters of a UTF-8 text file, as RP reports them.
-
-    Prefixed with ``"[... CONTENT SHORTENED ...]\\n"`` when cut; for a file that
-    is not text (undecodable, or holding NUL bytes) the text
-    ``"unit <what> is binary -- use file staging"``.  Reads only the end of
-    the file.  A missing file gives ``""``.
-    """
-    try:
-        if os.stat(path).st_size == 0:
-            return ""   # most units: one stat instead of open, seek, read, close
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            start = max(0, size - 4 * limit)  # a UTF-8 character is at most 4 bytes
-            f.seek(start)
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        logger.warning("cannot read %s: %s", path, exc)
-        return ""
-    if start:
-        # skip the continuation bytes of a character cut by the window
-        cut = 0
-        while cut < 3 and cut < len(data) and 0x80 <= data[cut] <= 0xBF:
-            cut += 1
-        data = data[cut:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"unit {what} is binary -- use file staging"
-    if "\x00" in text:
-        return f"unit {what} is binary -- use file staging"
-    if start or len(text) > limit:
-        return SHORTENED + text[-limit:]
-    return text
 
 
 def _direct(exe: str, args: list[str]) -> bool:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .executing import _visible_devices
+from .output import tail
 from .scheduler import Slots
-from .worker import MAX_IO_LOGLENGTH, PROTOCOL, SHORTENED, FrameReader, write_frame
+from .worker import PROTOCOL, FrameReader, write_frame
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ class FunctionPool:
                        f" while running {worker.uid}" if worker.uid else "")
         if worker.uid is not None:
             msg = f"worker process {worker.proc.pid} died ({death}) while running {worker.uid}"
-            dump = _tail_from(worker.err_path, worker.err_start)
+            dump = tail(worker.err_path, "stderr", start=worker.err_start).strip()
             stderr = f"{msg}\nworker stderr:\n{dump}" if dump else msg
             done.append(FuncResult(worker.uid, False, None, None, None, None, "", stderr, False,
                                    worker.slots, worker.started, time.time(), rc or 1))
@@ -390,16 +391,3 @@ def _describe(rc: int) -> str:
         except ValueError:
             return f"signal {-rc}"
     return f"exit code {rc}"
-
-
-def _tail_from(path: Path, start: int, limit: int = MAX_IO_LOGLENGTH) -> str:
-    """The end of what a worker wrote to its stderr file since ``start`` (a crash dump)."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(start, size - 4 * limit))
-            text = f.read().decode("utf-8", errors="replace").strip()
-    except OSError as exc:
-        logger.warning("cannot read %s: %s", path, exc)
-        return ""
-    return text if len(text) <= limit else SHORTENED + text[-limit:]

@@ -22,6 +22,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .config import AgentConfig
 from .scheduler import Slots
 
 logger = logging.getLogger(__name__)
@@ -214,12 +215,12 @@ class LaunchMethods:
         self.trivial = not task.wraps and not mpi.wraps
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "LaunchMethods":
+    def from_config(cls, cfg: AgentConfig) -> "LaunchMethods":
         """From the agent config's ``task_launch_method``, ``mpi_launch_method`` and
         ``launch_options`` (a dict of options per method name)."""
-        options = {str(k).upper(): v for k, v in (cfg.get("launch_options") or {}).items()}
-        task = str(cfg.get("task_launch_method") or "FORK").upper()
-        mpi = str(cfg.get("mpi_launch_method") or "MPIRUN").upper()
+        options = {str(k).upper(): v for k, v in (cfg.launch_options or {}).items()}
+        task = str(cfg.task_launch_method or "FORK").upper()
+        mpi = str(cfg.mpi_launch_method or "MPIRUN").upper()
         return cls(make_launch_method(task, options.get(task)),
                    make_launch_method(mpi, options.get(mpi)))
 

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .config import AgentConfig
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Node", "ResourceManager", "LocalResourceManager", "SlurmResourceManager",
@@ -52,7 +54,7 @@ class ResourceManager:
     nodes: list[Node]
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any],
+    def from_config(cls, cfg: AgentConfig,
                     environ: Mapping[str, str] | None = None) -> "ResourceManager":
         """Build the manager from the agent config and the block's environment.
 
@@ -135,15 +137,15 @@ class LocalResourceManager(ResourceManager):
 
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any],
+    def from_config(cls, cfg: AgentConfig,
                     environ: Mapping[str, str] | None = None) -> "LocalResourceManager":
         """The pilot description's cores and GPUs (``gpus_per_node: null`` and no
         GPUs described: the GPUs this host shows)."""
-        gpus = cfg.get("gpus") or 0
-        gpn = cfg.get("gpus_per_node")
+        gpus = cfg.gpus or 0
+        gpn = cfg.gpus_per_node
         if not gpus and gpn is None:
             gpus = detect_gpus(os.environ if environ is None else environ)
-        return cls(cores=cfg["cores"], gpus=gpus, cores_per_node=cfg.get("cores_per_node"),
+        return cls(cores=cfg.cores, gpus=gpus, cores_per_node=cfg.cores_per_node,
                    gpus_per_node=gpn or None)
 
 
@@ -154,11 +156,11 @@ class _BatchResourceManager(ResourceManager):
     says about each node; GPUs per node follow the module's rule.
     """
 
-    def __init__(self, hosts: list[tuple[str, int]], cfg: Mapping[str, Any],
+    def __init__(self, hosts: list[tuple[str, int]], cfg: AgentConfig,
                  environ: Mapping[str, str]) -> None:
         if not hosts:
             raise ValueError(f"{type(self).__name__}: the allocation has no nodes")
-        cpn = cfg.get("cores_per_node")
+        cpn = cfg.cores_per_node
         gpn = _gpus_per_node(cfg, len(hosts), environ)
         self.nodes = [Node(name, cpn or cores, gpn) for name, cores in hosts]
         if any(n.cores < 1 for n in self.nodes):
@@ -172,7 +174,7 @@ class SlurmResourceManager(_BatchResourceManager):
     per node from ``SLURM_JOB_CPUS_PER_NODE`` (``4(x2),2``) or ``SLURM_CPUS_ON_NODE``."""
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any],
+    def from_config(cls, cfg: AgentConfig,
                     environ: Mapping[str, str] | None = None) -> "SlurmResourceManager":
         env = os.environ if environ is None else environ
         nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
@@ -188,7 +190,7 @@ class SlurmResourceManager(_BatchResourceManager):
                                  f"node(s), SLURM_NODELIST={nodelist!r} {len(names)}")
         else:
             one = env.get("SLURM_CPUS_ON_NODE")
-            if not one and not cfg.get("cores_per_node"):
+            if not one and not cfg.cores_per_node:
                 raise ValueError("SlurmResourceManager: SLURM_JOB_CPUS_PER_NODE and "
                                  "SLURM_CPUS_ON_NODE are unset; set cores_per_node")
             cpus = [int(one or 0)] * len(names)
@@ -200,7 +202,7 @@ class PBSResourceManager(_BatchResourceManager):
     repeated once per CPU it gives), in allocation order."""
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any],
+    def from_config(cls, cfg: AgentConfig,
                     environ: Mapping[str, str] | None = None) -> "PBSResourceManager":
         env = os.environ if environ is None else environ
         return cls(_host_file(env, "PBS_NODEFILE"), cfg, env)
@@ -211,7 +213,7 @@ class LSFResourceManager(_BatchResourceManager):
     ``LSB_MCPU_HOSTS`` (``host1 4 host2 4``)."""
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any],
+    def from_config(cls, cfg: AgentConfig,
                     environ: Mapping[str, str] | None = None) -> "LSFResourceManager":
         env = os.environ if environ is None else environ
         if not env.get("LSB_DJOB_HOSTFILE") and env.get("LSB_MCPU_HOSTS"):
@@ -237,7 +239,7 @@ RP's ``FORK`` is ``local``)."""
 _ALIASES = {"fork": "local"}
 
 
-def make_resource_manager(cfg: Mapping[str, Any],
+def make_resource_manager(cfg: AgentConfig,
                           environ: Mapping[str, str] | None = None) -> ResourceManager:
     """The resource manager the agent config names (``resource_manager``, default
     ``local``), built from ``cfg`` and the environment.
@@ -245,11 +247,11 @@ def make_resource_manager(cfg: Mapping[str, Any],
     Raises ``ValueError`` for an unknown name (naming the known ones) or an
     environment that does not describe the allocation.
     """
-    name = str(cfg.get("resource_manager") or "local").lower()
+    name = str(cfg.resource_manager or "local").lower()
     name = _ALIASES.get(name, name)
     cls = RESOURCE_MANAGERS.get(name)
     if cls is None:
-        raise ValueError(f"unknown resource manager {cfg.get('resource_manager')!r}; "
+        raise ValueError(f"unknown resource manager {cfg.resource_manager!r}; "
                          f"known: {', '.join(sorted(RESOURCE_MANAGERS))}")
     return cls.from_config(cfg, environ)
 
@@ -332,11 +334,11 @@ def _host_file(env: Mapping[str, str], var: str) -> list[tuple[str, int]]:
     return list(counts.items())
 
 
-def _gpus_per_node(cfg: Mapping[str, Any], n_nodes: int, env: Mapping[str, str]) -> int:
-    declared = cfg.get("gpus_per_node")
+def _gpus_per_node(cfg: AgentConfig, n_nodes: int, env: Mapping[str, str]) -> int:
+    declared = cfg.gpus_per_node
     if declared is not None:
         return int(declared)
-    described = cfg.get("gpus") or 0
+    described = cfg.gpus or 0
     if described:
         return math.ceil(described / n_nodes)
     return detect_gpus(env)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import heapq
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .resource_manager import Node

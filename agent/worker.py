@@ -29,18 +29,15 @@ import struct
 import sys
 import time
 
+from .output import shorten
+
 __all__ = ["FrameReader", "write_frame", "Worker", "main", "HEADER", "PROTOCOL",
-           "MAX_IO_LOGLENGTH", "SHORTENED", "FN_CACHE_SIZE"]
+           "FN_CACHE_SIZE"]
 
 HEADER = struct.Struct("!I")
 """A frame's header: the payload's length in bytes."""
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
-
-MAX_IO_LOGLENGTH = 1024
-"""How many characters of a call's stdout/stderr are reported (RP's value)."""
-
-SHORTENED = "[... CONTENT SHORTENED ...]\n"
 
 FN_CACHE_SIZE = 256
 """How many unpickled functions a worker keeps, keyed by their pickle."""
@@ -134,11 +131,6 @@ def write_frame(fd: int, payload: bytes) -> None:
 def _write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data):]
-
-
-def tail(text: str, limit: int = MAX_IO_LOGLENGTH) -> str:
-    """The last ``limit`` characters of ``text``, marked when cut (as RP reports output)."""
-    return text if len(text) <= limit else SHORTENED + text[-limit:]
 
 
 class Worker:
@@ -245,7 +237,7 @@ class Worker:
                         f.write(text)
         except OSError as exc:
             stderr += f"\nrp_executor: cannot write the unit's output files: {exc}\n"
-        return tail(stdout), tail(stderr)
+        return shorten(stdout), shorten(stderr)
 
 
 def _dumps(value: object) -> bytes:

@@ -6,8 +6,8 @@ Usage: ``python integration_tests/cpython_cf_suite.py TEST_FILE BASE_DIR``
 ``libpython3.11-testsuite`` installs it (``/usr/lib/python3.11/test/``); it is read
 where it lies, never copied into this repository. As CPython does for its own
 executors, each generic mixin (:data:`MIXINS`) is combined with a small executor
-mixin whose ``executor_type`` makes a :class:`~rp_executor.executor.ClientExecutor`
-of one shared :class:`~rp_executor.client.Client` (one 5-core local pilot: the
+mixin whose ``executor_type`` makes a :class:`~rp_executor.futures.executor.ClientExecutor`
+of one shared :class:`~rp_executor.futures.client.Client` (one 5-core local pilot: the
 mixins use ``max_workers=5``). :data:`EXCLUDED` lists, in this one place, every test
 left out and why.
 
@@ -62,7 +62,7 @@ def load(test_file: Path, link_dir: Path):
 
 def build(module, client) -> list[type]:
     """The test classes: each mixin of :data:`MIXINS` over the shared client."""
-    from rp_executor.executor import ClientExecutor
+    from rp_executor.futures.executor import ClientExecutor
 
     class SharedClientExecutor(ClientExecutor):
         """A ClientExecutor of the shared client, made as CPython makes executors."""

@@ -13,7 +13,7 @@ import pytest
 
 import rp_executor as rp
 from rp_executor import Client
-from rp_executor.function import RemoteTraceback
+from rp_executor._core.calls import RemoteTraceback
 from support import assert_no_session_processes
 
 Pair = namedtuple("Pair", "a b")

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from rp_executor.function import RemoteTraceback
+from rp_executor._core.calls import RemoteTraceback
 
 import dask  # noqa: E402 - a core dependency: a missing install must fail, not skip
 

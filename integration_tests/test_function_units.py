@@ -11,7 +11,7 @@ import time
 import pytest
 
 import rp_executor as rp
-from rp_executor.function import RemoteTraceback
+from rp_executor._core.calls import RemoteTraceback
 
 
 def add(a, b=0):

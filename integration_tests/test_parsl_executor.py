@@ -18,7 +18,7 @@ from parsl.launchers import SimpleLauncher  # noqa: E402
 from parsl.providers import LocalProvider  # noqa: E402
 
 import rp_executor as rp  # noqa: E402
-from rp_executor.parsl_executor import UnitFailed  # noqa: E402
+from rp_executor.exceptions import UnitFailed  # noqa: E402
 import psutil  # noqa: E402
 
 from support import agent_process, assert_no_session_processes, session_processes, wait_for  # noqa: E402

@@ -1,6 +1,6 @@
 """Parsl's own config-agnostic test suite, run against RPExecutor.
 
-``pytest <parsl>/tests --config rp_executor/parsl_config.py`` in a subprocess: every
+``pytest <parsl>/tests --config rp_executor/parsl/config.py`` in a subprocess: every
 test that Parsl does not mark ``local`` runs on one DataFlowKernel whose only
 executor is an RPExecutor with one local pilot. Parsl's conftest needs pytest < 8
 (pytest 8 dropped the ``path`` argument of ``pytest_ignore_collect``), so pytest 7 is
@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PYTEST7 = REPO / "build" / "parsl-pytest7"
-CONFIG = REPO / "rp_executor" / "parsl_config.py"
+CONFIG = REPO / "rp_executor" / "parsl" / "config.py"
 
 #: ``-k`` terms left out of the run, and why. Markers are Parsl's own (conftest.py).
 EXCLUDED: dict[str, str] = {

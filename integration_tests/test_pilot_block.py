@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import rp_executor as rp
-from rp_executor import wire
+from rp_executor._core import wire
 from support import agent_process, alive, assert_no_session_processes, echo, wait_for
 
 

@@ -5,6 +5,7 @@ staging, and Parsl's File staging (ThreadPoolExecutor and RPExecutor)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 
@@ -232,7 +233,9 @@ def _parsl_workflow(executor_factory, tmp_path, emu, remote, ctx):
     import parsl
     from parsl.config import Config
     from parsl.data_provider.files import File
+    from parsl.dataflow.errors import DependencyError
 
+    from rp_executor.staging.local import StagingError
     from rp_executor.staging.parsl import GlobusStaging
     rid, root = remote
     (root / "numbers.txt").write_text("\n".join(str(i) for i in range(10)))
@@ -256,11 +259,18 @@ def _parsl_workflow(executor_factory, tmp_path, emu, remote, ctx):
         fut.outputs[0].result(timeout=120)
         missing = total(inputs=[File(f"globus://{rid}/nope.txt")],
                         outputs=[File(f"globus://{rid}/results/nope.txt")])
-        with pytest.raises(Exception) as info:
+        # the app never runs: its stage-in failed, and Parsl fails it as dependent
+        with pytest.raises(DependencyError) as info:
             missing.result(timeout=120)
     assert (root / "results/sum.txt").read_text() == "45"
-    assert "FILE_NOT_FOUND" in repr(info.value) or "FILE_NOT_FOUND" in str(info.value) or \
-        "FILE_NOT_FOUND" in str(getattr(info.value, "__cause__", ""))
+    assert not (root / "results/nope.txt").exists()
+    [(cause, _)] = info.value.dependent_exceptions_tids
+    assert info.value.__cause__ is cause and type(cause) is StagingError
+    assert re.fullmatch(
+        rf"globus://{rid}/nope\.txt > globus://[0-9a-f-]+/parsl/nope\.txt: Globus task "
+        rf"[0-9a-f-]+ ended FAILED; .*; event FILE_NOT_FOUND: file not found \(Error "
+        rf"\(transfer\) Endpoint: {rid} Server: emulator File: /nope\.txt Command: RETR "
+        rf"Message: No such file or directory\)", str(cause)), str(cause)
 
 
 def test_parsl_thread_pool_workflow_with_globus_files(tmp_path, emu, remote, ctx,

@@ -85,7 +85,7 @@ def test_every_action_and_scheme_stages_in_and_out_byte_identical(umgr, pilot, t
 def test_units_without_directives_skip_the_staging_machinery(umgr):
     u = umgr.submit_units(rp.ComputeUnitDescription(executable="/bin/true"))
     assert u.wait(timeout=30) == rp.DONE
-    assert umgr._stager is None and umgr._staging == {}
+    assert umgr._staging._stager is None and not umgr._staging.plans
 
 
 @pytest.mark.parametrize("directive, words", [

@@ -1,14 +1,17 @@
 """rp_executor: the RADICAL-Pilot API, with pilots as Parsl blocks and units as futures.
 
-``import rp_executor as rp`` gives the names of RADICAL-Pilot's 0.50-era API. The
+``import rp_executor as rp`` gives the names of RADICAL-Pilot's 0.50-era API, and the
+two other doors: the futures door (:mod:`rp_executor.futures`: ``Client``,
+``Future``) and the Parsl door (:mod:`rp_executor.parsl`: ``RPExecutor``). The
 package is imported lazily: the agent imports a few light submodules and must not pay
 for the client's (Parsl, ZMQ threads, ...).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import importlib as _importlib
+
+from rp_executor._core import lazy as _lazy
 
 __version__ = "0.1.0"
 version = version_short = version_detail = __version__
@@ -18,43 +21,22 @@ _EXPORTS = {
     "ComputePilot": ".pilot", "ComputePilotDescription": ".description",
     "UnitManager": ".unit_manager", "ComputeUnit": ".unit",
     "ComputeUnitDescription": ".description", "ResourceConfig": ".resource_config",
-    "Client": ".client", "Future": ".futures", "ClientExecutor": ".executor",
-    "AsCompleted": ".as_completed", "UnitFailed": ".futures",
-    "RPExecutor": ".parsl_executor",
+    "Client": ".futures.client", "Future": ".futures.future",
+    "ClientExecutor": ".futures.executor", "AsCompleted": ".futures.as_completed",
+    "UnitFailed": ".exceptions", "RPExecutor": ".parsl.executor",
 }
+# every public name of these modules (states, their legacy names, constants, errors)
 _STAR_MODULES = (".states", ".constants", ".exceptions")
 
 
 def _star_names() -> dict[str, str]:
     names = {}
     for mod in _STAR_MODULES:
-        module = importlib.import_module(mod, __name__)
+        module = _importlib.import_module(mod, __name__)
         for name in dir(module):
             if not name.startswith("_") and (name.isupper() or name[:1].isupper()):
                 names[name] = mod
     return names
 
 
-_STAR: dict[str, str] | None = None
-
-
-def __getattr__(name: str) -> Any:
-    global _STAR
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    if _STAR is None:
-        _STAR = _star_names()
-    if name in _STAR:
-        value = getattr(importlib.import_module(_STAR[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'rp_executor' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    global _STAR
-    if _STAR is None:
-        _STAR = _star_names()
-    return sorted(set(globals()) | set(_EXPORTS) | set(_STAR))
+__getattr__, __dir__ = _lazy.exports(__name__, _EXPORTS, _star_names)

@@ -1,6 +1,6 @@
 """Pilot and unit descriptions: what the user asks for, checked when it is set.
 
-A description is a declarative schema (a tuple of :class:`~rp_executor.attrs.Attr`)
+A description is a declarative schema (a tuple of :class:`~rp_executor._core.attrs.Attr`)
 plus a tiny base class,
 :class:`Description`, that stores one value per attribute, checks every value as it is
 set (attribute, item or constructor access) and checks the whole description in
@@ -28,8 +28,16 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from typeguard import TypeCheckError, check_type
 
-from rp_executor.attrs import (  # noqa: F401  (Attr, Alias and the checks: re-exported)
-    _SCALAR_TYPES, Alias, Attr, _describe, _repr, _scalar_hint, _show, at_least, non_empty,
+from rp_executor._core.attrs import (  # noqa: F401  (Attr, Alias and the checks: re-exported)
+    _SCALAR_TYPES,
+    Alias,
+    Attr,
+    _describe,
+    _repr,
+    _scalar_hint,
+    _show,
+    at_least,
+    non_empty,
     one_of,
 )
 from rp_executor.exceptions import BadParameter

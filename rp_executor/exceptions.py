@@ -97,8 +97,58 @@ class NotImplemented(PilotException, NotImplementedError):  # noqa: A001 - RP's 
     """The operation is not implemented."""
 
 
+class UnitFailed(PilotException, RuntimeError):
+    """A unit ended without a result: FAILED (by itself, or lost with its pilot) or
+    CANCELED. Raised by a future whose unit ended so (both doors).
+
+    :ivar uid: the unit's uid (a Parsl task's name if it never became a unit).
+    :ivar state: the unit's final state.
+    :ivar exit_code: its exit code (None if nothing ran).
+    :ivar stderr: the last characters of its stderr, with rp_executor's notes.
+    :ivar ending: why it ended (an :class:`rp_executor.outcome.Ending`), if known.
+    :ivar unit: the :class:`~rp_executor.unit.ComputeUnit` (None once pickled).
+    """
+
+    def __init__(self, msg: str, obj: Any = None, *, uid: str | None = None,
+                 state: str | None = None, exit_code: int | None = None,
+                 stderr: str = "", ending: Any = None) -> None:
+        super().__init__(msg, obj)
+        self.uid, self.state, self.exit_code = uid, state, exit_code
+        self.stderr, self.ending = stderr, ending
+
+    @property
+    def unit(self) -> Any:
+        """The unit that failed (None once the exception was pickled)."""
+        return self.obj
+
+    @classmethod
+    def of(cls, unit: Any) -> "UnitFailed":
+        """The error of a unit that ended FAILED or CANCELED: its state, exit code,
+        why it ended and the end of its stderr."""
+        outcome = unit.outcome
+        exit_code = outcome.exit_code if outcome is not None else None
+        ending = outcome.ending if outcome is not None else None
+        stderr = outcome.stderr if outcome is not None else ""
+        msg = f"{unit.uid} ended {unit.state}"
+        if exit_code is not None:
+            msg += f" with exit code {exit_code}"
+        if ending is not None and ending.value == "lost":
+            msg += " (lost with its pilot)"
+        tail = stderr.strip()[-2000:]
+        if tail:
+            msg += f": {tail}"
+        return cls(msg, unit, uid=unit.uid, state=unit.state, exit_code=exit_code,
+                   stderr=stderr, ending=ending)
+
+    def __reduce__(self):
+        # the unit stays behind: it holds its manager, which cannot be pickled
+        return (type(self), (self.message, None), {
+            "uid": self.uid, "state": self.state, "exit_code": self.exit_code,
+            "stderr": self.stderr, "ending": self.ending})
+
+
 __all__ = [
     "PilotException", "DatabaseError", "IncorrectURL", "BadParameter", "DoesNotExist",
     "IncorrectState", "PermissionDenied", "AuthorizationFailed", "AuthenticationFailed",
-    "Timeout", "NoSuccess", "NotImplemented",
+    "Timeout", "NoSuccess", "NotImplemented", "UnitFailed",
 ]

@@ -8,8 +8,9 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from . import states, wire
-from .stateful import Stateful
+from rp_executor import states
+from rp_executor._core import wire
+from rp_executor._core.lifecycle import Stateful
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,14 @@ class ComputePilot(Stateful):
     resources (``resource_details``).
     """
 
-    __slots__ = ("_description", "_rcfg", "_provider", "job_id", "resource_details",
+    __slots__ = ("_rcfg", "_provider", "job_id", "resource_details",
                  "log", "stdout", "stderr", "_sandboxes", "_io_lock", "_connected",
                  "_unsent", "_last_seen", "_canceling", "_said_bye", "_block_gone",
                  "_umgrs", "_keys", "_launched", "_staged_out", "__weakref__")
     _kind = "pilot"
 
     def __init__(self, uid: str, pmgr: Any, description: Any) -> None:
-        super().__init__(uid, pmgr)
-        self._description = description
+        super().__init__(uid, pmgr, description)
         self._rcfg: dict = {}
         self._provider: Any = None
         self.job_id: str | None = None
@@ -59,16 +59,6 @@ class ComputePilot(Stateful):
         return self._manager
 
     @property
-    def session(self) -> Any:
-        """The session of this pilot."""
-        return self._manager.session
-
-    @property
-    def description(self) -> dict:
-        """A copy of the description, as a dict."""
-        return self._description.as_dict()
-
-    @property
     def resource(self) -> str:
         """The resource label this pilot runs on."""
         return self._description.resource
@@ -87,16 +77,6 @@ class ComputePilot(Stateful):
     def pilot_sandbox(self) -> str | None:
         """``<session sandbox>/<pilot uid>``: the agent's working directory."""
         return self._sandboxes.get("pilot")
-
-    @property
-    def client_sandbox(self) -> str:
-        """The client's working directory."""
-        return self._manager.session._client_sandbox
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the pilot reached DONE, FAILED or CANCELED."""
-        return self._state in states.FINAL_STATES
 
     # operations ---------------------------------------------------------------------
 
@@ -121,14 +101,14 @@ class ComputePilot(Stateful):
         :raises IncorrectState: the pilot was never launched (it has no sandbox).
         :raises RuntimeError: ``'pilot staging failed: ...'``, naming the directive.
         """
-        from .client_staging import stage_pilot
+        from rp_executor.staging.stager import stage_pilot
         stage_pilot(self, directives, output=False, name="stage_in")
 
     def stage_out(self, directives: Any) -> None:
         """Stage files from the pilot's staging area to the client (or Globus),
         blocking until done; relative sources are in the staging area, relative
         targets in the client's directory. Raises as :meth:`stage_in`."""
-        from .client_staging import stage_pilot
+        from rp_executor.staging.stager import stage_pilot
         stage_pilot(self, directives, output=True, name="stage_out")
 
     def register_callback(self, cb: Callable, metric: str | None = None,

@@ -11,13 +11,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import block, states, wire
-from .constants import PILOT_STATE, PMGR_METRICS
-from .description import ComputePilotDescription
-from .exceptions import BadParameter
-from .journal import to_json
-from .pilot import ComputePilot
-from .stateful import Manager
+from rp_executor import states
+from rp_executor._core import providers
+from rp_executor._core import wire
+from rp_executor._core.journal import to_json
+from rp_executor._core.lifecycle import Manager
+from rp_executor.agent.config import AgentConfig
+from rp_executor.constants import PILOT_STATE, PMGR_METRICS
+from rp_executor.description import ComputePilotDescription
+from rp_executor.exceptions import BadParameter
+from rp_executor.pilot import ComputePilot
 
 log = logging.getLogger(__name__)
 
@@ -160,18 +163,13 @@ class PilotManager(Manager):
                 or pilot.pilot_sandbox is None:
             return
         pilot._staged_out = True
-        from .client_staging import stage_pilot
+        from rp_executor.staging.stager import stage_pilot
         try:
             stage_pilot(pilot, pilot._description.output_staging, output=True,
                         name="output_staging")
         except Exception as exc:  # the pilot is final: report, do not raise from cancel
             log.warning("%s: %s", pilot.uid, exc)
             pilot.log.append(str(exc))
-
-    def _check_open(self) -> None:
-        if self._closed:
-            from .exceptions import IncorrectState
-            raise IncorrectState(f"{self._uid} is closed")
 
     def _check_metric(self, metric: str | None) -> None:
         if metric is not None and metric != PILOT_STATE:
@@ -236,36 +234,35 @@ class PilotManager(Manager):
         if pd.input_staging:
             # before the block starts, so the agent's units find their inputs; a
             # failure fails the pilot (the launcher's except clause)
-            from .client_staging import stage_pilot
+            from rp_executor.staging.stager import stage_pilot
             stage_pilot(pilot, pd.input_staging, output=False, name="input_staging")
         pilot._keys = wire.KeyPair.generate()
         session._channel.allow(pilot._keys.public)
         cfg_path = pilot_sb / "agent.cfg.json"
         cores_per_node = rcfg.get("cores_per_node")
         # the provider first: whether the block runs on this machine depends on it
-        provider = block.make_provider(rcfg, pd, pilot_sb)
+        provider = providers.make_provider(rcfg, pd, pilot_sb)
         pilot._provider = provider
-        wire.write_secret(cfg_path, {
-            "session_id": session.uid, "pilot_id": pilot.uid,
-            "endpoint": session._channel.endpoint,
-            "server_public": session._channel.keys.public,
-            "public": pilot._keys.public, "secret": pilot._keys.secret,
-            "cores": pd.cores, "gpus": pd.gpus, "runtime": pd.runtime,
-            "cores_per_node": cores_per_node, "gpus_per_node": rcfg.get("gpus_per_node"),
-            "resource_manager": rcfg.get("lrms") or "local",
-            "task_launch_method": rcfg.get("task_launch_method") or "FORK",
-            "mpi_launch_method": rcfg.get("mpi_launch_method") or "MPIRUN",
-            "launch_options": rcfg.get("launch_options") or {},
-            "sandbox": str(pilot_sb),
-            "heartbeat_interval": session._cfg["heartbeat_interval"],
-            "heartbeat_timeout": session._cfg["agent_heartbeat_timeout"],
-            "log_level": session._cfg["agent_log_level"],
+        AgentConfig(
+            session_id=session.uid, pilot_id=pilot.uid,
+            endpoint=session._channel.endpoint,
+            server_public=session._channel.keys.public,
+            public=pilot._keys.public, secret=pilot._keys.secret,
+            sandbox=str(pilot_sb), cores=pd.cores, gpus=pd.gpus, runtime=pd.runtime,
+            cores_per_node=cores_per_node, gpus_per_node=rcfg.get("gpus_per_node"),
+            resource_manager=rcfg.get("lrms") or "local",
+            task_launch_method=rcfg.get("task_launch_method") or "FORK",
+            mpi_launch_method=rcfg.get("mpi_launch_method") or "MPIRUN",
+            launch_options=rcfg.get("launch_options") or {},
+            heartbeat_interval=session._cfg["heartbeat_interval"],
+            heartbeat_timeout=session._cfg["agent_heartbeat_timeout"],
+            log_level=session._cfg["agent_log_level"],
             # on this machine, function units can use what the client can import; ''
             # (a REPL, a notebook, python -c) is the client's directory, not the agent's
-            "python_path": [os.path.abspath(p) for p in sys.path]
+            python_path=[os.path.abspath(p) for p in sys.path]
             if session._is_local(pilot) else [],
-        })
-        command = block.agent_command(block.python_for(rcfg), cfg_path)
+        ).write(cfg_path)
+        command = providers.agent_command(providers.python_for(rcfg), cfg_path)
         job_id = provider.submit(command, 1, f"rp.{session.uid}.{pilot.uid}")
         if job_id is None:
             raise RuntimeError(f"provider {type(provider).__name__} is at capacity")
@@ -296,14 +293,14 @@ class PilotManager(Manager):
         if pilot._block_gone or pilot._provider is None or pilot.job_id is None:
             return
         try:
-            if not block.wait_terminal(pilot._provider, pilot.job_id, grace):
+            if not providers.wait_terminal(pilot._provider, pilot.job_id, grace):
                 pilot._provider.cancel([pilot.job_id])
-                block.wait_terminal(pilot._provider, pilot.job_id, grace)
+                providers.wait_terminal(pilot._provider, pilot.job_id, grace)
         except Exception:
             log.exception("removing the block of %s failed", pilot.uid)
         pilot._block_gone = True
         if not pilot._said_bye and self._session._is_local(pilot):
-            block.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
+            providers.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
 
     # watching -----------------------------------------------------------------------
 
@@ -335,7 +332,7 @@ class PilotManager(Manager):
                                        f"({detail})")
                 p._block_gone = True
                 if self._session._is_local(p):
-                    block.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
+                    providers.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
             elif now - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
@@ -359,8 +356,8 @@ def _job_detail(status: Any) -> str:
 
 def _check_pilot_staging(d: ComputePilotDescription, index: int) -> None:
     """Parse a pilot description's directives; BadParameter names the bad one."""
-    from .constants import TARBALL, TRANSFER
-    from .staging.directives import expand
+    from rp_executor.constants import TARBALL, TRANSFER
+    from rp_executor.staging.directives import expand
     for name in ("input_staging", "output_staging"):
         for directive in expand(getattr(d, name), f"descriptions[{index}].{name}"):
             if directive.action not in (TRANSFER, TARBALL):

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import wire
-from .callbacks import CallbackThread
-from .context import Context
-from .exceptions import BadParameter, DatabaseError, DoesNotExist
-from .journal import Journal
-from .resource_config import ResourceConfig, ResourceRegistry
+from rp_executor._core import wire
+from rp_executor._core.journal import Journal
+from rp_executor._core.lifecycle import CallbackThread, check_open
+from rp_executor.context import Context
+from rp_executor.exceptions import BadParameter, DatabaseError, DoesNotExist
+from rp_executor.resource_config import ResourceConfig, ResourceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Session:
         self._callbacks.close()
         self._channel.close()
         if terminate:
-            from .block import sweep_local_processes
+            from rp_executor._core.providers import sweep_local_processes
             for pilot in self._pilots.values():
                 if self._is_local(pilot) and pilot.pilot_sandbox:
                     sweep_local_processes(self._uid, pilot.uid, pilot.pilot_sandbox)
@@ -327,9 +327,7 @@ class Session:
         self._journal.add_manager(umgr.uid, "umgr", time.time())
 
     def _check_open(self) -> None:
-        if self._closed:
-            from .exceptions import IncorrectState
-            raise IncorrectState(f"session {self._uid} is closed")
+        check_open(self._closed, f"session {self._uid}")
 
     def _is_local(self, pilot: Any) -> bool:
         """Whether the pilot's block runs on this machine (a Parsl LocalProvider)."""

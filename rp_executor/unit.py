@@ -6,33 +6,33 @@ import copy
 import os
 from typing import Any, Callable, Sequence
 
-from . import states
-from .stateful import Stateful
+from rp_executor import states
+from rp_executor._core.calls import load_exception, load_result
+from rp_executor._core.lifecycle import Stateful
+from rp_executor.outcome import Ending, Outcome
+
+_UNREAD = object()   # a function unit's value that was not unpickled yet
 
 
 class ComputeUnit(Stateful):
     """A unit of work, created by :meth:`UnitManager.submit_units`.
 
     Its state moves through :data:`rp_executor.states.UNIT_STATES`; ``state_history``
-    holds every state with its timestamp. ``exit_code``, ``stdout`` and ``stderr``
-    (the last 1024 characters) are set when the unit ends.
+    holds every state with its timestamp. When it ends, :attr:`outcome` says how and
+    why, and ``exit_code``, ``stdout`` and ``stderr`` (the last 1024 characters) are
+    read from it.
     """
 
-    __slots__ = ("_description", "exit_code", "stdout", "stderr", "_pilot", "_call",
-                 "_result", "__weakref__")
+    __slots__ = ("_pilot", "_call", "_outcome", "_value", "__weakref__")
     _kind = "unit"
 
     def __init__(self, uid: str, umgr: Any, description: Any) -> None:
-        super().__init__(uid, umgr)
-        self._description = description
-        self.exit_code: int | None = None
-        self.stdout: str | None = None
-        self.stderr: str | None = None
+        super().__init__(uid, umgr, description)
         self._pilot: Any = None
         self._call: tuple | None = None      # (function, arguments) in wire form
-        # what the agent sent back for a function: (result, result_file, exception,
-        # traceback), and the unpickled value or error once asked for
-        self._result: list | None = None
+        self._outcome: Outcome | None = None
+        # a function's return value or exception, unpickled once asked for
+        self._value: Any = _UNREAD
 
     # identity ---------------------------------------------------------------------
 
@@ -42,19 +42,9 @@ class ComputeUnit(Stateful):
         return self._manager
 
     @property
-    def session(self) -> Any:
-        """The session of this unit's manager."""
-        return self._manager.session
-
-    @property
     def name(self) -> str | None:
         """The description's ``name``."""
         return self._description.name
-
-    @property
-    def description(self) -> dict:
-        """A copy of the description, as a dict."""
-        return self._description.as_dict()
 
     @property
     def metadata(self) -> Any:
@@ -65,6 +55,41 @@ class ComputeUnit(Stateful):
     def pilot(self) -> str | None:
         """The uid of the pilot the unit was bound to, or None while unbound."""
         return self._pilot.uid if self._pilot is not None else None
+
+    # how it ended -------------------------------------------------------------------
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the unit ended and why (an :class:`~rp_executor.outcome.Outcome`);
+        None until its process or call ended (or it ended without one)."""
+        return self._outcome
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of the unit's process (None until it ended, and if nothing
+        ran)."""
+        return self._outcome.exit_code if self._outcome is not None else None
+
+    @property
+    def stdout(self) -> str | None:
+        """The last 1024 characters of the unit's stdout (None until it ended)."""
+        return self._outcome.stdout if self._outcome is not None else None
+
+    @property
+    def stderr(self) -> str | None:
+        """The last 1024 characters of the unit's stderr, with rp_executor's notes on
+        why it failed (None until it ended)."""
+        return self._outcome.stderr if self._outcome is not None else None
+
+    def _end(self, ending: Ending, note: str | None = None) -> None:
+        """Record why the unit ends, before it is advanced to its final state (lock
+        held), with rp_executor's ``note`` on why, if any, in its stderr."""
+        if self._outcome is None:
+            self._outcome = Outcome(ending)
+        else:
+            self._outcome.ending = ending
+        if note:
+            self._outcome.note(f"rp_executor: {note}")
 
     # sandboxes ----------------------------------------------------------------------
 
@@ -91,11 +116,6 @@ class ComputeUnit(Stateful):
         """The resource sandbox of the unit's pilot."""
         return self._pilot.resource_sandbox if self._pilot is not None else None
 
-    @property
-    def client_sandbox(self) -> str:
-        """The client's working directory."""
-        return self._manager.session._client_sandbox
-
     # function units -----------------------------------------------------------------
 
     @property
@@ -104,34 +124,26 @@ class ComputeUnit(Stateful):
 
         Unpickled on first access; large results are read from the unit sandbox.
         """
-        res = self._result
-        if res is None or self._state != states.DONE:
+        if self._state != states.DONE or self._outcome is None or self._call is None:
             return None
-        if len(res) == 4:
-            from .function import load_result
-            res.append(load_result(res[0], res[1]))
-        return res[4]
+        if self._value is _UNREAD:
+            self._value = load_result(self._outcome.result, self._outcome.result_file)
+        return self._value
 
     @property
     def exception(self) -> BaseException | None:
         """Why a function unit FAILED: the original exception, whose ``__cause__``
         holds the remote traceback; for a unit that failed otherwise (its worker died,
         its pilot ended) a ``RuntimeError`` with the reason. None unless FAILED."""
-        if self._state != states.FAILED:
+        if self._state != states.FAILED or self._call is None:
             return None
-        if self._call is None:
-            return None
-        res = self._result
-        if res is None:
-            res = self._result = [None, None, None, None]
-        if len(res) == 4:
-            from .function import load_exception
-            if res[2] is not None:
-                error = load_exception(res[2], res[3])
+        if self._value is _UNREAD:
+            outcome = self._outcome
+            if outcome is not None and outcome.exception is not None:
+                self._value = load_exception(outcome.exception, outcome.traceback)
             else:
-                error = RuntimeError((self.stderr or "the unit failed").strip())
-            res.append(error)
-        return res[4]
+                self._value = RuntimeError((self.stderr or "the unit failed").strip())
+        return self._value
 
     # operations ---------------------------------------------------------------------
 
@@ -161,8 +173,3 @@ class ComputeUnit(Stateful):
             "unit_sandbox": self.unit_sandbox, "client_sandbox": self.client_sandbox,
             "description": self.description,
         }
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the unit reached DONE, FAILED or CANCELED."""
-        return self._state in states.FINAL_STATES

@@ -7,19 +7,25 @@ import logging
 import time
 from typing import Any
 
-from . import states, unit_forms as forms, wire
-from .constants import SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS, WAIT_QUEUE_SIZE
-from .description import ComputeUnitDescription
-from .exceptions import BadParameter, IncorrectState
-from .gcpause import paused_gc
-from .stateful import Manager
-from .umgr_scheduler import PilotRoom, make_umgr_scheduler
-from .unit import ComputeUnit
-from .unit_staging import UnitStaging
+from rp_executor import states
+from rp_executor._core import wire
+from rp_executor._core.binding import PilotRoom, UmgrScheduler, make_umgr_scheduler, need_of
+from rp_executor._core.calls import dump_call
+from rp_executor._core.gcpause import paused_gc
+from rp_executor._core.journal import description_json
+from rp_executor._core.lifecycle import Manager, check_callable
+from rp_executor.constants import SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS, WAIT_QUEUE_SIZE
+from rp_executor.description import ComputeUnitDescription
+from rp_executor.exceptions import BadParameter
+from rp_executor.outcome import Ending, Outcome
+from rp_executor.staging.unit_staging import UnitStaging, plan_of
+from rp_executor.unit import ComputeUnit
 
 log = logging.getLogger(__name__)
 
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+_ENDING = {states.DONE: Ending.DONE, states.FAILED: Ending.FAILED,
+           states.CANCELED: Ending.CANCELED}
 _PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
 # a long submit_units list is handed on in chunks: a small first one gets the pilots
 # going at once, larger ones keep the per-chunk cost low
@@ -29,14 +35,16 @@ _CHUNK = 2048
 _PAUSE_GC_FROM = 1000
 
 
-class UnitManager(UnitStaging, Manager):
+class UnitManager(Manager):
     """Submits units to the pilots added to it.
 
     :param session: the :class:`Session` this manager belongs to.
     :param scheduler: how units are bound to pilots; ``'round_robin'`` (the default)
         binds each unit at submission to the next pilot that is not final;
         ``'backfilling'`` keeps units here until an active pilot has free cores for
-        them (see :mod:`rp_executor.umgr_scheduler`).
+        them; a :class:`~rp_executor._core.binding.UmgrScheduler` instance is a
+        policy of the caller's (the Parsl door's ``BlockCapacity``). See
+        :mod:`rp_executor._core.binding`.
 
     Units a pilot never started are moved to another pilot of this manager when
     that pilot ends or is removed; without another pilot they fail.
@@ -45,16 +53,21 @@ class UnitManager(UnitStaging, Manager):
     _kind = "unit"
     _metrics = tuple(UMGR_METRICS)
 
-    def __init__(self, session: Any, scheduler: str | None = None, uid: str | None = None) -> None:
+    def __init__(self, session: Any, scheduler: str | UmgrScheduler | None = None,
+                 uid: str | None = None) -> None:
         scheduler = scheduler or SCHEDULER_DEFAULT
-        if scheduler not in SCHEDULERS:
+        if isinstance(scheduler, UmgrScheduler):
+            policy = scheduler
+        elif scheduler in SCHEDULERS:
+            policy = make_umgr_scheduler(scheduler)
+        else:
             raise BadParameter(f"UnitManager.scheduler: got {scheduler!r}; allowed: "
                                f"{', '.join(SCHEDULERS)}", attribute="scheduler",
                                value=scheduler)
         super().__init__(session, uid or session._next_id("umgr", 4))
-        self._scheduler = scheduler
-        self._policy = make_umgr_scheduler(scheduler)
-        self._late = self._policy.late_binding
+        self._scheduler = policy.name
+        self._policy = policy
+        self._late = policy.late_binding
         self._busy: dict[str, list[int]] = {}          # pilot uid -> [cores, gpus] bound
         self._restartable: dict[str, set[str]] = {}    # pilot uid -> restartable uids
         self._units: dict[str, ComputeUnit] = {}
@@ -63,10 +76,8 @@ class UnitManager(UnitStaging, Manager):
         self._by_pilot: dict[str, set[str]] = {}      # pilot uid -> uids not final
         self._queued: set[str] = set()                # not final, not yet executing
         self._queued_reported = 0
-        self._staging: dict[str, Any] = {}            # uid -> staging Plan (units with any)
-        self._client_staging: set[str] = set()        # uids staged by the client now
-        self._staging_notes: dict[str, list[str]] = {}   # NON_FATAL input warnings
-        self._stager: Any = None                      # UnitStager, started on first use
+        self._staging = UnitStaging(self)             # units with staging directives
+        self._final_cbs: list = []                    # register_final_callback
         session._register_umgr(self)
 
     @property
@@ -174,8 +185,7 @@ class UnitManager(UnitStaging, Manager):
         :raises BadParameter: an invalid description (its index, attribute and value
             are named), or an empty list.
         """
-        if self._closed:
-            raise IncorrectState(f"{self._uid} is closed")
+        self._check_open()
         scalar = not isinstance(descriptions, (list, tuple))
         descs = [descriptions] if scalar else descriptions
         if not descs:
@@ -195,8 +205,8 @@ class UnitManager(UnitStaging, Manager):
                 # a dict is checked as it is converted: its errors name the index too
                 d = (ComputeUnitDescription(d) if type(d) is dict else d)._snapshot()
                 d.validate()
-                calls.append(forms.dump_call(d) if d.function is not None else None)
-                plans.append(forms.staging_plan(d, session=self._session)
+                calls.append(dump_call(d) if d.function is not None else None)
+                plans.append(plan_of(d, self._session)
                              if d.input_staging or d.output_staging else None)
             except BadParameter as exc:
                 if not scalar:
@@ -224,7 +234,7 @@ class UnitManager(UnitStaging, Manager):
         for unit, call in zip(units, calls):
             unit._call = call
         staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
-        session._journal.add_units([(u.uid, self._uid, forms.journal_form(u._description))
+        session._journal.add_units([(u.uid, self._uid, description_json(u._description))
                                     for u in units])
         with self._lock:
             for u in units:
@@ -232,7 +242,7 @@ class UnitManager(UnitStaging, Manager):
                 session._units[u.uid] = u
                 self._queued.add(u.uid)
             if staged:
-                self._staging.update(staged)
+                self._staging.add(staged)
             self._advance([(u, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
                            for u in units])
             self._schedule(units)
@@ -274,7 +284,7 @@ class UnitManager(UnitStaging, Manager):
             for u in units:
                 if u.is_final:
                     continue
-                if u._pilot is None or u.uid in self._client_staging:
+                if u._pilot is None or self._staging.in_client(u.uid):
                     local.append(u)
                 else:
                     remote.setdefault(u._pilot, []).append(u)
@@ -288,27 +298,61 @@ class UnitManager(UnitStaging, Manager):
             if local:
                 gone = set(local)
                 self._unbound = [u for u in self._unbound if u not in gone]
+                for u in local:
+                    u._end(Ending.CANCELED)
                 self._advance([(u, ((states.CANCELED, now),)) for u in local])
         self._wait(units, None, None)
 
     def close(self) -> None:
-        """Stop this manager; units are not canceled (as in RADICAL-Pilot)."""
+        """Stop this manager; units are not canceled (as in RADICAL-Pilot).
+
+        State callbacks are removed; final callbacks
+        (:meth:`register_final_callback`) stay until they are unregistered, so that
+        units ending while the session closes still reach them."""
         with self._lock:
             self._closed = True
             for metric in self._callbacks:
                 self._callbacks[metric].clear()
 
+    def register_final_callback(self, cb: Any) -> None:
+        """Call ``cb(units)`` with each batch of this manager's units that reached a
+        final state (DONE, FAILED, CANCELED), in the order they did.
+
+        The one hook through which the doors (futures, Parsl) learn that units
+        ended: ``cb`` runs on the session's callback thread, after the units' state
+        callbacks of the same batch, once per unit; each unit's :attr:`outcome
+        <rp_executor.unit.ComputeUnit.outcome>` says how and why it ended.
+        """
+        check_callable(cb)
+        with self._lock:
+            self._final_cbs = [*self._final_cbs, cb]
+
+    def unregister_final_callback(self, cb: Any) -> None:
+        """Remove ``cb``, registered with :meth:`register_final_callback`.
+
+        :raises BadParameter: ``cb`` is not registered.
+        """
+        with self._lock:
+            if cb not in self._final_cbs:
+                raise BadParameter(f"final callback {cb!r} is not registered on "
+                                   f"{self._uid}", attribute="cb", value=cb)
+            self._final_cbs = [c for c in self._final_cbs if c is not cb and c != cb]
+
     # binding ------------------------------------------------------------------------
 
     def _schedule(self, units: list[ComputeUnit]) -> None:
         """Bind units to pilots and hand them on (lock held)."""
+        if self._late and self._unbound:
+            # late binding: units already waiting go first
+            units = [*self._unbound, *units]
+            self._unbound = []
         live = [p for p in self._pilots.values() if not p.is_final]
         by_uid = {p.uid: p for p in live}
         if not live:
             self._unbound.extend(units)
             return
         now = time.time()
-        steps = tuple((s, now) for s in forms.TO_AGENT)
+        steps = tuple((s, now) for s in wire.TO_AGENT)
         batches: dict[Any, list] = {}
         free = []
         for u in units:
@@ -320,9 +364,16 @@ class UnitManager(UnitStaging, Manager):
             else:
                 self._unbound.append(u)   # early binding to a pilot not added (yet)
         if free:
-            # the manager's policy (umgr_scheduler.py) picks the pilots, or None: wait
+            # the manager's policy (binding.py) picks the pilots, or None: wait; no
+            # more than it could bind now are offered (the rest wait in order)
             rooms = [self._room(p) for p in live]
-            for u, uid in zip(free, self._policy.bind([forms.need(u) for u in free], rooms)):
+            limit = self._policy.limit(rooms)
+            if limit < len(free):
+                cut = int(limit)
+                self._unbound.extend(free[cut:])
+                free = free[:cut]
+            for u, uid in zip(free, self._policy.bind(
+                    [need_of(u._description) for u in free], rooms)):
                 if uid is None:
                     self._unbound.append(u)
                 else:
@@ -337,23 +388,23 @@ class UnitManager(UnitStaging, Manager):
             if again:
                 self._restartable.setdefault(pilot.uid, set()).update(again)
             if self._staging:
-                group = self._stage_in(pilot, group, now)
+                group = self._staging.stage_in(pilot, group, now)
             self._advance([(u, steps) for u in group])
-            pilot._send_units([forms.wire_unit(u) for u in group])
+            pilot._send_units([wire.unit_form(u) for u in group])
 
     def _room(self, pilot: Any) -> PilotRoom:
         details = pilot.resource_details or {}
         busy = self._busy.get(pilot.uid) or [0, 0]
         return PilotRoom(pilot.uid, pilot._state == states.PMGR_ACTIVE,
                          int(details.get("cores") or 0), int(details.get("gpus") or 0),
-                         busy[0], busy[1])
+                         busy[0], busy[1], len(self._by_pilot.get(pilot.uid) or ()))
 
     def _hold(self, pilot_uid: str, units: list, sign: int) -> None:
         """Count the units' cores and GPUs as bound to a pilot (+1) or freed (-1)."""
         busy = self._busy.get(pilot_uid)
         if busy is not None:
             for u in units:
-                need = forms.need(u)
+                need = need_of(u._description)
                 busy[0] += sign * need.cores
                 busy[1] += sign * need.gpus
 
@@ -398,7 +449,7 @@ class UnitManager(UnitStaging, Manager):
         now = None
         with self._lock:
             units = self._units
-            for uid, steps, extra in updates:
+            for uid, steps, outcome in updates:
                 unit = units.get(uid)
                 if unit is None:
                     log.warning("%s: update for unknown unit %s", pilot.uid, uid)
@@ -408,16 +459,11 @@ class UnitManager(UnitStaging, Manager):
                     log.debug("%s: ignored an update of %s from %s", self._uid, uid,
                               pilot.uid)
                     continue
-                if extra:
-                    unit.exit_code = extra.get("exit_code", unit.exit_code)
-                    unit.stdout = extra.get("stdout", unit.stdout or "")
-                    unit.stderr = extra.get("stderr", unit.stderr or "")
-                    if "function" in extra:
-                        unit._result = [extra.get("result"), extra.get("result_file"),
-                                        extra.get("exception"), extra.get("traceback")]
+                if outcome:
+                    unit._outcome = Outcome.from_wire(outcome)
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
-                    plan = self._staging.get(uid) if self._staging else None
-                    if plan is not None and plan.client_out:
+                    if self._staging and self._staging.plans.get(uid) is not None \
+                            and self._staging.plans[uid].client_out:
                         items.append((unit, steps))   # done on the staging thread
                         staged_out.append(unit)
                         continue
@@ -425,16 +471,18 @@ class UnitManager(UnitStaging, Manager):
                     steps = [*steps, (states.UMGR_STAGING_OUTPUT, now), (states.DONE, now)]
                 items.append((unit, steps))
             self._advance(items)
-            if staged_out:
-                self._queue_staging("out", [u for u in staged_out if not u.is_final])
+            for unit in staged_out:
+                if not unit.is_final:
+                    self._staging.stage_out(unit)
 
     def _pilot_final(self, pilot: Any, cause: str) -> None:
         """Move the units a pilot never started to the other pilots; fail the rest
         (restartable ones are resubmitted as new units when another pilot is left)."""
         with self._lock:
             uids = self._by_pilot.get(pilot.uid, set())
+            staging = self._staging
             lost = [self._units[uid] for uid in uids if not self._units[uid].is_final
-                    and not (self._client_staging and uid in self._client_staging
+                    and not (staging and staging.in_client(uid)
                              and self._units[uid]._state == states.UMGR_STAGING_OUTPUT)]
             if not lost and pilot.uid not in self._restartable:
                 return
@@ -444,21 +492,19 @@ class UnitManager(UnitStaging, Manager):
             # units bound by name to this pilot (description.pilot) stay with it
             moved = [u for u in lost if value(u._state) < _PLACED_VALUE
                      and not u._description.pilot
-                     and u.uid not in self._client_staging] if others else []
+                     and not staging.in_client(u.uid)] if others else []
             failed = [u for u in lost if u not in moved]
             now = time.time()
-            # restartable units the agent failed as it ended (it says so in stderr)
-            mark = f"pilot {pilot.uid} ended"
-            ended = [self._units[uid] for uid in self._restartable.pop(pilot.uid, ())
-                     if self._units[uid]._state == states.FAILED
-                     and mark in (self._units[uid].stderr or "")]
+            # restartable units the agent failed as it ended (lost with the pilot)
+            ended = [u for u in (self._units[uid]
+                                 for uid in self._restartable.pop(pilot.uid, ()))
+                     if u._state == states.FAILED and u._outcome is not None
+                     and u._outcome.lost]
             restart = [u for u in failed if u._description.restartable] + ended \
                 if others else []
             for u in failed:
-                u.stderr = (u.stderr or "") + \
-                    f"\nrp_executor: pilot {pilot.uid} ended ({pilot.state}: {cause}) " \
-                    "before the unit finished"
-                u.stderr = u.stderr.lstrip("\n")
+                u._end(Ending.LOST, f"pilot {pilot.uid} ended ({pilot.state}: {cause}) "
+                                    "before the unit finished")
             self._advance([(u, ((states.FAILED, now),)) for u in failed])
             if moved:
                 log.info("%s: %d unit(s) that %s never started are re-routed", self._uid,
@@ -477,15 +523,16 @@ class UnitManager(UnitStaging, Manager):
         queued = self._queued
         results = []
         freed = False
+        ended = []
         for u in objs:
             state = u._state
             if state in final:
                 queued.discard(u.uid)
+                ended.append(u)
+                if u._outcome is None:    # it ended without reaching an agent
+                    u._outcome = Outcome(_ENDING[state])
                 if self._staging:
-                    self._staging.pop(u.uid, None)
-                    for w in self._staging_notes.pop(u.uid, ()):
-                        u.stderr = forms.append_line(u.stderr, f"rp_executor: {w}")
-                    self._client_staging.discard(u.uid)
+                    self._staging.ended(u)
                 if u._pilot is not None:
                     self._by_pilot[u._pilot.uid].discard(u.uid)
                     if self._late:
@@ -496,9 +543,20 @@ class UnitManager(UnitStaging, Manager):
                 queued.discard(u.uid)
         if results:
             self._session._journal.set_unit_results(results)
+        if ended and self._final_cbs:
+            self._session._callbacks.submit(_fire_final, self._final_cbs, ended)
         if freed and self._unbound:
             self._reschedule_waiting()
         if len(queued) != self._queued_reported:
             self._queued_reported = len(queued)
             self._fire_metric(WAIT_QUEUE_SIZE, len(queued))
 
+
+def _fire_final(cbs: list, units: list) -> None:
+    # on the callback thread; the callbacks are those registered when the units ended
+    for cb in cbs:
+        try:
+            cb(units)
+        except Exception:
+            log.exception("final callback %s failed for %d unit(s)",
+                          getattr(cb, "__qualname__", cb), len(units))

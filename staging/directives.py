@@ -33,9 +33,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from rp_executor.constants import (COPY, CREATE_PARENTS, DEFAULT_ACTION, DEFAULT_FLAGS,
-                                   DEFAULT_PRIORITY, LINK, MOVE, NON_FATAL, RECURSIVE,
-                                   SKIP_FAILED, STAGING_AREA, TARBALL, TRANSFER)
+from rp_executor.constants import (
+    COPY,
+    CREATE_PARENTS,
+    DEFAULT_ACTION,
+    DEFAULT_FLAGS,
+    DEFAULT_PRIORITY,
+    LINK,
+    MOVE,
+    NON_FATAL,
+    RECURSIVE,
+    SKIP_FAILED,
+    STAGING_AREA,
+    TARBALL,
+    TRANSFER,
+)
 from rp_executor.exceptions import BadParameter
 
 ACTIONS = (COPY, LINK, MOVE, TRANSFER, TARBALL)

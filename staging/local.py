@@ -23,8 +23,7 @@ import tarfile
 import tempfile
 from typing import Callable, Iterable
 
-from rp_executor.constants import (COPY, CREATE_PARENTS, LINK, MOVE, SKIP_FAILED,
-                                   TRANSFER)
+from rp_executor.constants import COPY, CREATE_PARENTS, LINK, MOVE, SKIP_FAILED, TRANSFER
 
 from .directives import Directive
 

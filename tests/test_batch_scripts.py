@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import rp_executor as rp
-from rp_executor import batch, block
+from rp_executor._core import providers
 from rp_executor.resource_config import ResourceRegistry
 
 REGISTRY = ResourceRegistry(user_dirs=[])
@@ -17,7 +17,7 @@ REGISTRY = ResourceRegistry(user_dirs=[])
 def submitted(label, tmp_path, reply, registry=REGISTRY, **descr):
     """The provider for ``descr`` on ``label``, the submit command and the script."""
     pd = rp.ComputePilotDescription(resource=label, runtime=90, **descr)
-    provider = block.make_provider(registry.get(label), pd, tmp_path)
+    provider = providers.make_provider(registry.get(label), pd, tmp_path)
     calls = []
 
     def execute_wait(cmd, timeout=None):
@@ -77,14 +77,14 @@ def test_a_provider_handed_in_is_used_as_it_is(tmp_path):
     mine = LocalProvider(init_blocks=0)
     pd = rp.ComputePilotDescription(resource="slurm.localhost", cores=8, runtime=5,
                                     provider=mine)
-    assert block.make_provider(REGISTRY.get("slurm.localhost"), pd, tmp_path) is mine
+    assert providers.make_provider(REGISTRY.get("slurm.localhost"), pd, tmp_path) is mine
 
 
 @pytest.mark.parametrize("cores,gpus,cpn,gpn,nodes", [
     (1, 0, None, None, 1), (48, 0, 16, 0, 3), (4, 8, 16, 4, 2), (17, 0, 16, 0, 2)])
 def test_nodes_for_cores_and_gpus(cores, gpus, cpn, gpn, nodes):
-    assert batch.nodes_for(cores, gpus, cpn, gpn) == nodes
+    assert providers.nodes_for(cores, gpus, cpn, gpn) == nodes
 
 
 def test_walltime_from_minutes():
-    assert batch.walltime(5) == "00:05:00" and batch.walltime(600) == "10:00:00"
+    assert providers.walltime(5) == "00:05:00" and providers.walltime(600) == "10:00:00"

@@ -12,12 +12,12 @@ from collections import namedtuple
 import cloudpickle
 import pytest
 
-from rp_executor.as_completed import AsCompleted
-from rp_executor.client import resource_attributes, token_of
-from rp_executor.dependencies import find_futures, has_futures, rebuild, substitute
+from rp_executor.futures.as_completed import AsCompleted
+from rp_executor.futures.client import resource_attributes, token_of
+from rp_executor.futures.dependencies import find_futures, has_futures, rebuild, substitute
 from rp_executor.exceptions import BadParameter
-from rp_executor.futures import Future
-from rp_executor.remote_call import Call, ScatterRef, load_scattered, run_chunk
+from rp_executor.futures.future import Future
+from rp_executor._core.calls import Call, ScatterRef, load_scattered, run_chunk
 
 Pair = namedtuple("Pair", "a b")
 
@@ -78,7 +78,7 @@ def test_resources_map_to_description_attributes():
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"ram": 1}, "unknown key 'ram'; allowed: cores, gpus, mpi"),
+    ({"ram": 1}, r"unknown key\(s\) 'ram'; allowed keys: cores, gpus, mpi"),
     ({"cores": 0}, "must be an int >= 1"), ({"gpus": -1}, "must be an int >= 0"),
     ({"mpi": "yes"}, "must be a bool"), ([1], "expected a dict")])
 def test_bad_resources_are_refused_naming_what_is_allowed(bad, match):

@@ -15,7 +15,7 @@ import pytest
 
 from rp_executor.agent.function_pool import FuncResult, FunctionPool
 from rp_executor.agent.scheduler import NodeSlot, Slots
-from rp_executor.agent.worker import SHORTENED
+from rp_executor.agent.output import SHORTENED
 
 CPU = Slots([NodeSlot("localhost", (0,), ())])
 
@@ -211,23 +211,61 @@ def env_of(*names):
     return {n: os.environ.get(n) for n in names}
 
 
-def test_environment_of_the_call(pool, sandbox):
-    names = ("OMP_NUM_THREADS", "RP_UNIT_ID", "CUDA_VISIBLE_DEVICES", "RP_PILOT_ID",
+@pytest.fixture
+def make_pool(sandbox):
+    """Pools with a chosen ``base_env``, closed at teardown."""
+    pools = []
+
+    def make(**env):
+        p = FunctionPool(2, sandbox, base_env={"RP_SESSION_ID": "rp.session.x",
+                                              "RP_PILOT_ID": "pilot.0000", **env})
+        pools.append(p)
+        return p
+
+    yield make
+    for p in pools:
+        p.close()
+
+
+ENV_NAMES = ("OMP_NUM_THREADS", "RP_UNIT_ID", "CUDA_VISIBLE_DEVICES", "RP_PILOT_ID",
              "RP_SESSION_ID", "RP_PILOT_SANDBOX")
-    submit(pool, "unit.000000", env_of, *names, cpu_threads=2, gpus=[1])
-    env = value(collect_all(pool)["unit.000000"])
-    assert env == {"OMP_NUM_THREADS": "2", "RP_UNIT_ID": "unit.000000",
-                   "CUDA_VISIBLE_DEVICES": env["CUDA_VISIBLE_DEVICES"],
-                   "RP_PILOT_ID": "pilot.0000", "RP_SESSION_ID": "rp.session.x",
-                   "RP_PILOT_SANDBOX": str(sandbox)}
-    assert env["CUDA_VISIBLE_DEVICES"] in ("1", os.environ.get("CUDA_VISIBLE_DEVICES", "1"))
-    # the next unit on the same worker does not inherit the previous unit's settings
-    for i in range(1, 3):
-        submit(pool, f"unit.00000{i}", env_of, *names)
-    for res in collect_all(pool, 2).values():
+
+
+def test_units_see_their_threads_ids_and_scheduled_gpu_indices(make_pool, sandbox,
+                                                               monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pool = make_pool()
+    submit(pool, "unit.000000", env_of, *ENV_NAMES, cpu_threads=2, gpus=[1])
+    submit(pool, "unit.000001", env_of, *ENV_NAMES, gpus=[0, 2])
+    envs = {uid: value(res) for uid, res in collect_all(pool, 2).items()}
+    assert envs["unit.000000"] == {"OMP_NUM_THREADS": "2", "RP_UNIT_ID": "unit.000000",
+                                   "CUDA_VISIBLE_DEVICES": "1", "RP_PILOT_ID": "pilot.0000",
+                                   "RP_SESSION_ID": "rp.session.x",
+                                   "RP_PILOT_SANDBOX": str(sandbox)}
+    assert envs["unit.000001"]["CUDA_VISIBLE_DEVICES"] == "0,2"
+    assert envs["unit.000001"]["OMP_NUM_THREADS"] == "1"
+    # the next units on the same workers do not inherit the previous units' settings
+    for i in range(2, 4):
+        submit(pool, f"unit.00000{i}", env_of, *ENV_NAMES)
+    for uid, res in collect_all(pool, 2).items():
         env = value(res)
-        assert env["OMP_NUM_THREADS"] == "1"
-        assert env["CUDA_VISIBLE_DEVICES"] == os.environ.get("CUDA_VISIBLE_DEVICES")
+        assert env["OMP_NUM_THREADS"] == "1" and env["RP_UNIT_ID"] == uid
+        assert env["CUDA_VISIBLE_DEVICES"] is None
+
+
+def test_gpu_indices_map_through_the_inherited_visible_devices(make_pool):
+    # a batch system that gave the block devices 4, 5 and 6: the scheduler's node-local
+    # index 1 is device 5, and a unit without GPUs sees the block's devices
+    pool = make_pool(CUDA_VISIBLE_DEVICES="4,5,6")
+    submit(pool, "unit.000000", env_of, "CUDA_VISIBLE_DEVICES", gpus=[1])
+    submit(pool, "unit.000001", env_of, "CUDA_VISIBLE_DEVICES", gpus=[0, 2])
+    got = {uid: value(res)["CUDA_VISIBLE_DEVICES"]
+           for uid, res in collect_all(pool, 2).items()}
+    assert got == {"unit.000000": "5", "unit.000001": "4,6"}
+    for i in range(2, 4):
+        submit(pool, f"unit.00000{i}", env_of, "CUDA_VISIBLE_DEVICES")
+    assert [value(r)["CUDA_VISIBLE_DEVICES"] for r in collect_all(pool, 2).values()] == \
+        ["4,5,6", "4,5,6"]
 
 
 def test_user_sigint_does_not_kill_a_worker(pool):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from rp_executor.gcpause import paused_gc
+from rp_executor._core.gcpause import paused_gc
 
 
 def test_the_collector_is_paused_inside_and_enabled_again_after():

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from agent.config import AgentConfig
 from agent.launch_methods import (Fork, LaunchError, LaunchMethods, MPIRun, Srun,
                                   make_launch_method)
 from agent.scheduler import NodeSlot, Slots
@@ -17,14 +18,14 @@ TWO_NODES = Slots([NodeSlot("n1", (0, 1, 2, 3), ()), NodeSlot("n2", (0, 1), (1,)
 
 def test_fork_leaves_the_command_alone_and_is_skipped_by_the_executor(tmp_path):
     assert Fork().command(ARGV, {}, TWO_NODES, {}, tmp_path) == ARGV
-    methods = LaunchMethods.from_config({"task_launch_method": "FORK",
-                                         "mpi_launch_method": "POPEN"})
+    methods = LaunchMethods.from_config(AgentConfig(task_launch_method="FORK",
+                                                    mpi_launch_method="POPEN"))
     assert methods.trivial and methods.for_unit(MPI) is None
 
 
 def test_per_unit_choice_between_task_and_mpi_methods():
-    methods = LaunchMethods.from_config({"task_launch_method": "fork",
-                                         "mpi_launch_method": "srun"})
+    methods = LaunchMethods.from_config(AgentConfig(task_launch_method="fork",
+                                                    mpi_launch_method="srun"))
     assert methods.for_unit({}) is None
     assert isinstance(methods.for_unit(MPI), Srun)
     with pytest.raises(ValueError, match="unknown launch method 'APRUN'"):

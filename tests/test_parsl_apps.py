@@ -11,9 +11,9 @@ from parsl.data_provider.files import File
 from parsl.executors.errors import InvalidResourceSpecification
 from parsl.jobs.states import JobState
 
-from rp_executor import parsl_apps as pa  # noqa: E402
-from rp_executor.parsl_blocks import job_status, runtime_minutes  # noqa: E402
-from rp_executor.parsl_executor import _BACKLOG_S, _GATHER_S, gathers  # noqa: E402
+from rp_executor.parsl import apps as pa  # noqa: E402
+from rp_executor.parsl.blocks import job_status, runtime_minutes  # noqa: E402
+from rp_executor.parsl.executor import _BACKLOG_S, _GATHER_S, gathers  # noqa: E402
 
 
 def _bash_app_function(fn):

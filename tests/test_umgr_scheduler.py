@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rp_executor.umgr_scheduler import (Backfilling, Need, PilotRoom, RoundRobin,
+from rp_executor._core.binding import (Backfilling, Need, PilotRoom, RoundRobin,
                                         make_umgr_scheduler)
 
 

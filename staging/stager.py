@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from .constants import TARBALL, TRANSFER
-from .exceptions import BadParameter, IncorrectState
+from rp_executor.constants import TARBALL, TRANSFER
+from rp_executor.exceptions import BadParameter, IncorrectState
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ _SANDBOX_WAIT = 600.0   # seconds a unit waits for its pilot's sandbox at most
 
 def _staging():
     # staging's local parts are light; globus-sdk is only imported for Globus items
-    from .staging import directives, local
+    from rp_executor.staging import directives, local
     return directives, local
 
 
@@ -73,8 +73,8 @@ def client_steps(ds: list, paths: Any, output: bool, owner: str,
 
 
 def _globus_item(d: Any, src: Any, dst: Any, key: Any, collections: Callable[[], dict]) -> Any:
-    from .constants import CREATE_PARENTS, RECURSIVE, SKIP_FAILED
-    from .staging.globus import Item, collection_path
+    from rp_executor.constants import CREATE_PARENTS, RECURSIVE, SKIP_FAILED
+    from rp_executor.staging.globus import Item, collection_path
     recursive = bool(d.flags & RECURSIVE)
     if isinstance(src, str):
         recursive = recursive or os.path.isdir(src)
@@ -132,18 +132,20 @@ def run_steps(steps: list, items: list, outcome: dict) -> tuple[str | None, list
 
 
 class UnitStager:
-    """The UnitManager's staging thread (started on first use).
+    """The staging thread of a unit manager's :class:`UnitStaging` collaborator
+    (started on first use).
 
-    ``umgr._input_staged(results)`` and ``umgr._output_staged(results)`` get
-    ``[(unit, error or None, warnings)]`` back, on this thread.
+    ``owner.started(kind, units)`` hears when a batch begins; ``owner.input_staged``
+    and ``owner.output_staged`` get ``[(unit, error or None, warnings)]`` back, on
+    this thread. ``owner.plans`` maps a unit's uid to its staging plan.
     """
 
-    def __init__(self, umgr: Any) -> None:
-        self._umgr = umgr
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._globus: Any = None
         self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"rp-{umgr.uid}-staging")
+                                        name=f"rp-{owner.uid}-staging")
         self._thread.start()
 
     def put(self, kind: str, units: list) -> None:
@@ -172,27 +174,27 @@ class UnitStager:
             try:
                 self._stage(batch)
             except Exception:
-                log.exception("staging of %s failed", self._umgr.uid)
+                log.exception("staging of %s failed", self._owner.uid)
                 for kind, units in batch:
                     self._report(kind, [(u, "rp_executor: staging failed unexpectedly "
                                             "(see the client log)", []) for u in units])
 
     def _report(self, kind: str, results: list) -> None:
         if kind == "in":
-            self._umgr._input_staged(results)
+            self._owner.input_staged(results)
         else:
-            self._umgr._output_staged(results)
+            self._owner.output_staged(results)
 
     def _stage(self, batch: list) -> None:
         directives, _ = _staging()
-        umgr = self._umgr
+        owner = self._owner
         work = []   # (kind, unit, steps, items)
         for kind, units in batch:
-            umgr._staging_started(kind, units)
+            owner.started(kind, units)
             for u in units:
                 if u.is_final:
                     continue
-                plan = umgr._staging.get(u.uid)
+                plan = owner.plans.get(u.uid)
                 ds = plan.client_in if kind == "in" else plan.client_out
                 try:
                     paths = self._paths(u)
@@ -202,7 +204,7 @@ class UnitStager:
                 if kind == "in":
                     os.makedirs(paths.unit, exist_ok=True)
                 steps, items = client_steps(ds, paths, kind == "out", u.uid,
-                                            lambda: globus_context(umgr.session).collections)
+                                            lambda: globus_context(owner.session).collections)
                 work.append((kind, u, steps, items))
         outcome = self._transfer([it for _, _, _, items in work for it in items])
         results: dict[str, list] = {"in": [], "out": []}
@@ -233,10 +235,10 @@ class UnitStager:
         items = [item for _, item in pairs]
         try:
             if self._globus is None:
-                self._globus = make_globus(self._umgr.session)
+                self._globus = make_globus(self._owner.session)
             return self._globus.transfer(items)
         except Exception as exc:  # e.g. no tokens: every Globus item fails with the reason
-            from .staging.globus import describe_error
+            from rp_executor.staging.globus import describe_error
             text = str(exc) if isinstance(exc, BadParameter) or \
                 type(exc).__name__ == "GlobusAuthError" else describe_error(exc)
             return {item.key: text for item in items}
@@ -245,7 +247,7 @@ class UnitStager:
 def make_globus(session: Any) -> Any:
     """A :class:`~rp_executor.staging.globus.GlobusTransfer` for the session's globus
     context, with the session's deadline, timeout and poll interval."""
-    from .staging.globus import GlobusTransfer
+    from rp_executor.staging.globus import GlobusTransfer
     cfg = session._cfg
     return GlobusTransfer.from_context(
         globus_context(session), deadline=cfg.get("globus_deadline", 3600.0),

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable
 import msgpack
 import zmq
 
+from rp_executor import states
+
 log = logging.getLogger(__name__)
 
 
@@ -51,10 +53,11 @@ class Heartbeat:
 class UnitStates:
     """Agent → client: state updates of many units.
 
-    ``updates`` holds ``[uid, [[state, timestamp], ...], extra]`` items; the state
+    ``updates`` holds ``[uid, [[state, timestamp], ...], outcome]`` items; the state
     list names every state the unit passed since the last update, each with its own
-    timestamp, so skipped states keep their times. ``extra`` carries fields that
-    changed with the state (``exit_code``, ``stdout``, ``stderr``), or is None.
+    timestamp, so skipped states keep their times. ``outcome`` is None, or, when the
+    unit's process or call ended, its :class:`~rp_executor.outcome.Outcome` in
+    :meth:`~rp_executor.outcome.Outcome.to_wire` form.
     """
 
     updates: list
@@ -70,7 +73,7 @@ class Bye:
 
 @dataclass(slots=True)
 class Units:
-    """Client → agent: units to run, each ``{uid, sandbox, description}``."""
+    """Client → agent: units to run, each in :func:`unit_form`."""
 
     units: list
 
@@ -106,6 +109,7 @@ class Withdrawn:
 MESSAGE_TYPES: tuple[type, ...] = (Hello, Heartbeat, UnitStates, Bye, Units, CancelUnits,
                                    CancelPilot, Withdraw, Withdrawn)
 _TAG = {cls: i for i, cls in enumerate(MESSAGE_TYPES)}
+_TYPE_OF = dict(enumerate(MESSAGE_TYPES))   # a tag out of range is a KeyError
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in MESSAGE_TYPES}
 
 
@@ -125,9 +129,49 @@ def decode(frame: bytes) -> list[Any]:
     """
     try:
         items = msgpack.unpackb(frame, raw=False, strict_map_key=False)
-        return [MESSAGE_TYPES[item[0]](*item[1:]) for item in items]
-    except (IndexError, TypeError, ValueError, msgpack.UnpackException) as exc:
+        return [_TYPE_OF[item[0]](*item[1:]) for item in items]
+    except (IndexError, KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
         raise ValueError(f"malformed wire frame of {len(frame)} bytes: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- units
+
+#: The states a unit passes in the client before it is handed to the agent.
+TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
+            states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
+
+_agent_fields: tuple[tuple[str, Any], ...] = ()
+
+
+def agent_fields() -> tuple[tuple[str, Any], ...]:
+    """What the agent needs of a description: ``(attribute, default)`` pairs, with
+    the defaults it assumes for missing ones; the rest (metadata, staging, ...) stays
+    in the client."""
+    global _agent_fields
+    if not _agent_fields:   # the description module is the client's: not the agent's
+        from rp_executor.description import ComputeUnitDescription
+        attrs = ComputeUnitDescription._attrs
+        _agent_fields = tuple((name, attrs[name].default) for name in (
+            "executable", "arguments", "environment", "pre_exec", "post_exec", "stdout",
+            "stderr", "cpu_processes", "cpu_process_type", "cpu_threads", "gpu_processes",
+            "name", "sandbox", "priority"))
+    return _agent_fields
+
+
+def unit_form(unit: Any, staging: dict | None = None) -> dict:
+    """A unit as its pilot's agent receives it: ``{uid, description}`` with the
+    description's agent fields that differ from the defaults (most units set a few),
+    ``function`` and ``args`` for a function unit (pickled), and the agent's part of
+    its ``staging`` directives, if any."""
+    d = unit._description.__dict__
+    wired = {"uid": unit._uid,
+             "description": {k: d[k] for k, default in _agent_fields or agent_fields()
+                             if k in d and d[k] != default}}
+    if unit._call is not None:
+        wired["function"], wired["args"] = unit._call
+    if staging is not None:
+        wired["staging"] = staging
+    return wired
 
 
 # --------------------------------------------------------------------------- secrets
@@ -335,6 +379,6 @@ def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: st
 
 
 __all__ = ["Hello", "Heartbeat", "UnitStates", "Bye", "Units", "CancelUnits", "CancelPilot",
-           "Withdraw", "Withdrawn",
+           "Withdraw", "Withdrawn", "TO_AGENT", "agent_fields", "unit_form",
            "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
            "ClientChannel", "connect_agent"]

@@ -1,6 +1,6 @@
 """Parsl apps as units: bash apps as executable units, resource specifications as fields.
 
-Pure functions, used by :class:`rp_executor.parsl_executor.RPExecutor` on the submit
+Pure functions, used by :class:`rp_executor.parsl.executor.RPExecutor` on the submit
 side; tests need no processes.
 
 A ``@bash_app`` reaches an executor as ``wrap_error(partial(remote_side_bash_executor,
@@ -18,14 +18,16 @@ what the wrapper does, so such apps run as function units instead.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from rp_executor._core.resources import KEYS, UnitResources
+from rp_executor._core.resources import parse as parse_resources
+
 #: The resource specification keys RPExecutor understands.
-RESOURCE_KEYS = ("cores", "gpus", "mpi", "ranks", "ranks_per_node", "priority", "walltime")
+RESOURCE_KEYS = KEYS
 
 #: Marker lines the bash script writes to the unit's own stderr.
 TIMEOUT_MARK = "rp_executor: walltime exceeded"
@@ -192,45 +194,9 @@ def bash_outcome(name: str, exit_code: int | None, stderr: str | None,
     return None
 
 
-@dataclass
-class UnitResources:
-    """What a resource specification asks of a unit."""
-
-    cpu_processes: int = 1
-    cpu_threads: int = 1
-    cpu_process_type: str = ""
-    gpu_processes: int = 0
-    priority: float = math.inf
-    walltime: float | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-
-    def fields(self) -> dict[str, Any]:
-        """The ComputeUnitDescription fields that differ from their defaults."""
-        out: dict[str, Any] = {}
-        if self.cpu_processes != 1:
-            out["cpu_processes"] = self.cpu_processes
-        if self.cpu_threads != 1:
-            out["cpu_threads"] = self.cpu_threads
-        if self.cpu_process_type:
-            out["cpu_process_type"] = self.cpu_process_type
-        if self.gpu_processes:
-            out["gpu_processes"] = self.gpu_processes
-        return out
-
-
-_DEFAULT = UnitResources()
-
-
-def _int(spec: Mapping[str, Any], key: str, low: int) -> int | None:
+def _invalid(keys: set, message: str) -> Exception:
     from parsl.executors.errors import InvalidResourceSpecification
-
-    value = spec.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidResourceSpecification(
-            {key}, f"resource_specification[{key!r}] must be an int >= {low}; got {value!r}")
-    return value
+    return InvalidResourceSpecification(keys, message)
 
 
 def parse_resource_spec(spec: Mapping[str, Any] | None) -> UnitResources:
@@ -241,62 +207,14 @@ def parse_resource_spec(spec: Mapping[str, Any] | None) -> UnitResources:
     alone means ranks = 1; ``ranks_per_node`` is checked and exported to the unit as
     ``PARSL_RANKS_PER_NODE``); ``priority``: a number, lower runs first, unset runs
     last (as with HTEX); ``walltime``: seconds (bash apps end with ``AppTimeout``,
-    Python apps too).
+    Python apps too). The mapping is :func:`rp_executor._core.resources.parse`.
 
     :raises InvalidResourceSpecification: an unknown key (naming it and the allowed
         keys) or a value of the wrong type.
     """
-    from parsl.executors.errors import InvalidResourceSpecification
-
-    if not spec:
-        return _DEFAULT
-    if not isinstance(spec, Mapping):
-        raise InvalidResourceSpecification(
-            set(), f"resource_specification must be a dict; got {type(spec).__name__}")
-    unknown = set(spec) - set(RESOURCE_KEYS)
-    if unknown:
-        raise InvalidResourceSpecification(
-            unknown, f"RPExecutor does not know {', '.join(map(repr, sorted(unknown)))}; "
-                     f"allowed keys: {', '.join(RESOURCE_KEYS)}")
-    res = UnitResources(environment={})
-    cores = _int(spec, "cores", 1)
-    gpus = _int(spec, "gpus", 0)
-    ranks = _int(spec, "ranks", 1)
-    per_node = _int(spec, "ranks_per_node", 1)
-    mpi = spec.get("mpi")
-    if mpi is not None and not isinstance(mpi, bool):
-        raise InvalidResourceSpecification(
-            {"mpi"}, f"resource_specification['mpi'] must be a bool; got {mpi!r}")
-    if mpi is False and (ranks or per_node):
-        raise InvalidResourceSpecification(
-            {"mpi"}, "resource_specification: 'ranks'/'ranks_per_node' need mpi=True (or "
-                     "leave 'mpi' out)")
-    if per_node and ranks and ranks % per_node:
-        raise InvalidResourceSpecification(
-            {"ranks_per_node"}, f"resource_specification: ranks={ranks} is not a multiple "
-                                f"of ranks_per_node={per_node}")
-    if mpi or ranks or per_node:
-        res.cpu_process_type = "MPI"
-        res.cpu_processes = ranks or per_node or 1
-    if cores:
-        res.cpu_threads = cores
-    if gpus:
-        res.gpu_processes = gpus
-    priority = spec.get("priority")
-    if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)):
-            raise InvalidResourceSpecification(
-                {"priority"}, f"resource_specification['priority'] must be a number; "
-                              f"got {priority!r}")
-        res.priority = priority
-    walltime = spec.get("walltime")
-    if walltime is not None:
-        if isinstance(walltime, bool) or not isinstance(walltime, (int, float)) or walltime <= 0:
-            raise InvalidResourceSpecification(
-                {"walltime"}, f"resource_specification['walltime'] must be seconds > 0; "
-                              f"got {walltime!r}")
-        res.walltime = float(walltime)
-    for key in ("cores", "gpus", "ranks", "ranks_per_node"):
-        if spec.get(key) is not None:
-            res.environment[f"PARSL_{key.upper()}"] = str(spec[key])
+    res = parse_resources(spec, RESOURCE_KEYS, _invalid, name="resource_specification")
+    if spec:
+        res.environment = {f"PARSL_{key.upper()}": str(spec[key])
+                           for key in ("cores", "gpus", "ranks", "ranks_per_node")
+                           if spec.get(key) is not None}
     return res

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .exceptions import DatabaseError
+from rp_executor.exceptions import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,18 @@ _encoder = json.JSONEncoder(default=_repr.repr, sort_keys=True)   # made once: c
 def to_json(data: Any) -> str:
     """JSON text for a description; what JSON cannot hold is written as a short repr."""
     return _encoder.encode(data)
+
+
+def description_json(d: Any) -> str:
+    """A unit description as journal JSON: the attributes that differ from their
+    defaults (the rest is the schema's); a function's arguments only as a summary,
+    since they may be large and are data, not description."""
+    data = d.non_defaults()
+    if "args" in data:
+        data["args"] = f"<{len(data['args'])} positional argument(s)>"
+    if "kwargs" in data:
+        data["kwargs"] = f"<keyword arguments: {', '.join(map(str, data['kwargs']))}>"
+    return to_json(data)
 
 
 class Journal:
@@ -199,24 +211,32 @@ class Journal:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            events = []
-            try:
-                self._db.execute("BEGIN")
-                for item in batch:
-                    if item is None:
-                        stop = True
-                    elif isinstance(item, threading.Event):
-                        events.append(item)
-                    else:
-                        sql, rows, prepare = item
-                        self._db.executemany(sql, rows if prepare is None else prepare(rows))
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                log.error("journal write to %s failed: %s", self.path, exc)
-                self._error = exc
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.debug("rollback after a failed journal write failed too")
+            # flushes and the stop are taken first: a failed write must not lose them
+            events = [item for item in batch if isinstance(item, threading.Event)]
+            stop = any(item is None for item in batch)
+            writes = [item for item in batch
+                      if item is not None and not isinstance(item, threading.Event)]
+            if writes and not self._commit(writes):
+                # one bad write must not cost the others theirs: each on its own
+                for item in writes:
+                    self._commit([item])
             for event in events:
                 event.set()
+
+    def _commit(self, writes: list) -> bool:
+        """Run ``writes`` in one transaction; False (and the error kept for the next
+        flush) if it failed and was rolled back."""
+        try:
+            self._db.execute("BEGIN")
+            for sql, rows, prepare in writes:
+                self._db.executemany(sql, rows if prepare is None else prepare(rows))
+            self._db.execute("COMMIT")
+            return True
+        except sqlite3.Error as exc:
+            log.error("journal write to %s failed: %s", self.path, exc)
+            self._error = exc
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.debug("rollback after a failed journal write failed too")
+            return False

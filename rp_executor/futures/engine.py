@@ -1,7 +1,7 @@
 """How the Client's futures become units: submission, keys, dependencies, retries,
 cancelling.
 
-:class:`TaskEngine` is the part of :class:`~rp_executor.client.Client` that drives
+:class:`TaskEngine` is the part of :class:`~rp_executor.futures.client.Client` that drives
 futures from their units (a mixin, so that the client's public module stays about the
 API). Its rules:
 
@@ -26,19 +26,24 @@ from typing import Any
 
 import cloudpickle
 
-from . import states
-from .dependencies import find_futures, has_futures, replace_with_keys, substitute
-from .description import ComputeUnitDescription
-from .exceptions import BadParameter
-from .futures import Future, UnitFailed
-from .remote_call import Call, ScatterRef
+from rp_executor import states
+from rp_executor._core.calls import Call, ScatterRef
+from rp_executor._core.resources import parse as parse_resources
+from rp_executor.description import ComputeUnitDescription
+from rp_executor.exceptions import BadParameter, UnitFailed
+from rp_executor.futures.dependencies import (
+    find_futures,
+    has_futures,
+    replace_with_keys,
+    substitute,
+)
+from rp_executor.futures.future import Future
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TaskEngine", "token_of", "resource_attributes"]
 
-_RESOURCE_KEYS = ("cores", "gpus", "mpi")
-_FINAL = states.FINAL_STATES
+_RESOURCE_KEYS = ("cores", "gpus", "mpi")   # what a Client task may ask for
 _EXECUTING = states.EXECUTING
 
 
@@ -49,7 +54,7 @@ def token_of(fn: Any, args: tuple, kwargs: dict) -> str:
     between equal values (sets of str across interpreter runs, for example) give
     different tokens; within one session that is rare and only costs a re-run.
     """
-    from .function import dump_function
+    from rp_executor._core.calls import dump_function
     data = cloudpickle.dumps((dump_function(fn), replace_with_keys(tuple(args)),
                               replace_with_keys(dict(kwargs))), protocol=4)
     return hashlib.sha1(data).hexdigest()
@@ -69,33 +74,14 @@ def resource_attributes(resources: dict | None) -> dict:
 
     :raises BadParameter: an unknown key or a bad value.
     """
-    if not resources:
-        return {}
-    if not isinstance(resources, dict):
-        raise BadParameter(f"resources: expected a dict like {{'cores': 2, 'gpus': 0, "
-                           f"'mpi': False}}; got {resources!r}", attribute="resources",
-                           value=resources)
-    unknown = set(resources) - set(_RESOURCE_KEYS)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise BadParameter(f"resources: unknown key {name!r}; allowed: "
-                           f"{', '.join(_RESOURCE_KEYS)}", attribute="resources",
-                           value=resources)
-    cores, gpus, mpi = (resources.get("cores", 1), resources.get("gpus", 0),
-                        resources.get("mpi", False))
-    for name, value, low in (("cores", cores, 1), ("gpus", gpus, 0)):
-        if type(value) is not int or value < low:
-            raise BadParameter(f"resources[{name!r}]: must be an int >= {low}; got "
-                               f"{value!r}", attribute="resources", value=resources)
-    if type(mpi) is not bool:
-        raise BadParameter(f"resources['mpi']: must be a bool; got {mpi!r}",
-                           attribute="resources", value=resources)
-    attrs: dict[str, Any] = {"gpu_processes": gpus} if gpus else {}
-    if mpi:
-        attrs.update(cpu_processes=cores, cpu_process_type="MPI")
-    elif cores != 1:
-        attrs["cpu_threads"] = cores
-    return attrs
+    res = parse_resources(resources, _RESOURCE_KEYS, _bad_resources)
+    if res.cpu_process_type:   # the Client's rule: with mpi, the cores are the ranks
+        res.cpu_processes, res.cpu_threads = res.cpu_threads, 1
+    return res.fields()
+
+
+def _bad_resources(keys: set, message: str) -> BadParameter:
+    return BadParameter(message, attribute="resources", value=sorted(keys))
 
 
 class TaskEngine:
@@ -115,9 +101,6 @@ class TaskEngine:
         # which may run on any thread: no lock there), forgotten on the next call back
         self._dropped: collections.deque[str] = collections.deque()
         self._release_dropped = False    # only for a unit manager of our own
-
-    def _check_open(self) -> None:
-        raise NotImplementedError
 
     def _submit(self, calls: list, keys: list, pure: bool, resources: dict | None,
                 retries: int, priority: int, attrs: dict | None = None,
@@ -287,24 +270,33 @@ class TaskEngine:
                 fut._settle(exception=failed)
 
     def _on_unit(self, unit: Any, state: str) -> None:
-        # on the session's callback thread, for every state of every unit of the umgr
+        # on the session's callback thread, for every state of every unit of the umgr:
+        # a unit that starts executing makes its future running
+        if state == _EXECUTING:
+            with self._lock:
+                fut = self._by_uid.get(unit.uid)
+            if fut is not None:
+                fut._mark_running()
+
+    def _on_final(self, units: list) -> None:
+        # the unit manager's final callback (callback thread): futures end with units
         if self._dropped:
             self._forget_dropped()
-        executing = state == _EXECUTING
-        if not executing and state not in _FINAL:
-            return
         with self._lock:
-            fut = self._by_uid.get(unit.uid) if executing else \
-                self._by_uid.pop(unit.uid, None)
-        if fut is None:
-            return
-        if not executing and self._release_dropped:
+            pop = self._by_uid.pop
+            ended = [(unit, pop(unit.uid, None)) for unit in units]
+        for unit, fut in ended:
+            if fut is not None:
+                self._settle_from(fut, unit)
+
+    def _settle_from(self, fut: Future, unit: Any) -> None:
+        """End ``fut`` as its final unit ended (or retry a FAILED one)."""
+        if self._release_dropped:
             # once the user drops the future, the unit (its description and result)
             # is let go of too: a long-running client does not grow without bound
             weakref.finalize(fut, self._dropped.append, unit.uid)
-        if executing:
-            fut._mark_running()
-        elif state == states.DONE:
+        state = unit.state
+        if state == states.DONE:
             try:
                 value = unit.stdout if fut._executable else _return_value(unit)
             except Exception as exc:
@@ -318,7 +310,7 @@ class TaskEngine:
                 fut._mark_pending()
                 self._release([fut])
                 return
-            exc = UnitFailed(unit) if fut._executable else unit.exception
+            exc = UnitFailed.of(unit) if fut._executable else unit.exception
             fut._settle(exception=exc or RuntimeError(f"{unit.uid} FAILED"))
         else:
             fut._mark_cancelled()
@@ -358,7 +350,7 @@ def _check_template(*args: Any, **kwargs: Any) -> None:
 
 def _description(fn: Any, args: tuple, kwargs: dict, attrs: dict) -> ComputeUnitDescription:
     """The description of a function unit whose function is a :class:`Call`."""
-    from .function import dump_arguments, dump_function
+    from rp_executor._core.calls import dump_arguments, dump_function
     call = Call(dump_function(fn), dump_arguments(args, kwargs),
                 getattr(fn, "__qualname__", None) or _funcname(fn))
     return ComputeUnitDescription(function=call, **attrs)
@@ -367,10 +359,8 @@ def _description(fn: Any, args: tuple, kwargs: dict, attrs: dict) -> ComputeUnit
 def _return_value(unit: Any) -> Any:
     """A function unit's return value, unpickled without caching it in the unit (the
     unit manager keeps units; the value must be free to go with its future)."""
-    from .function import load_result
-    res = unit._result
-    if res is None:
+    from rp_executor._core.calls import load_result
+    outcome = unit.outcome
+    if outcome is None:
         return None
-    if len(res) > 4:
-        return res[4]
-    return load_result(res[0], res[1])
+    return load_result(outcome.result, outcome.result_file)

@@ -1,6 +1,6 @@
 """Futures as arguments: finding them, and putting their results in their place.
 
-A :class:`~rp_executor.futures.Future` among a task's arguments, also nested in
+A :class:`~rp_executor.futures.future.Future` among a task's arguments, also nested in
 lists, tuples (named tuples included), sets, frozensets and dict values, is a
 dependency. Only these containers are searched, and only for this package's
 futures: other objects (a dask ``Task``, a numpy array, a user class holding a
@@ -15,14 +15,14 @@ _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
 def _is_future(obj: Any) -> bool:
-    from .futures import Future
+    from rp_executor.futures.future import Future
     return isinstance(obj, Future)
 
 
 def find_futures(obj: Any, found: dict | None = None) -> dict:
     """The futures in ``obj`` (searched as described above), as a dict in the order
     they were met, keyed by identity (a future used twice counts once)."""
-    from .futures import Future
+    from rp_executor.futures.future import Future
     if found is None:
         found = {}
     stack = [obj]
@@ -92,5 +92,5 @@ def rebuild(obj: Any, value_of: Callable[[Any], Any], skip: Callable[[Any], bool
 
 def replace_with_keys(obj: Any) -> Any:
     """``obj`` with every future replaced by ``("rp-future", key)``: a form that
-    can be hashed into a key (:func:`rp_executor.client.token_of`)."""
+    can be hashed into a key (:func:`rp_executor.futures.client.token_of`)."""
     return substitute(obj, lambda f: ("rp-future", f.key))

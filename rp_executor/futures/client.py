@@ -1,7 +1,7 @@
 """Client: the futures door to pilots, in the manner of ``dask.distributed.Client``.
 
 Every task is a :class:`~rp_executor.unit.ComputeUnit` of one UnitManager, and every
-:class:`~rp_executor.futures.Future` follows its unit. ``Client()`` starts (and owns)
+:class:`~rp_executor.futures.future.Future` follows its unit. ``Client()`` starts (and owns)
 a session with one local pilot as large as the machine; ``Client(session=...,
 pilots=[...])`` or ``Client(unit_manager=...)`` works with what the caller has.
 
@@ -17,7 +17,7 @@ Decisions (see also :meth:`Client.submit`):
 * **Executables.** ``submit_unit`` takes any ComputeUnitDescription. For a function
   unit the result is the return value; for an executable it is the unit's
   ``stdout`` (a str, the last 1024 characters, as the agent reports them); a
-  non-zero exit fails the future with :class:`~rp_executor.futures.UnitFailed`
+  non-zero exit fails the future with :class:`~rp_executor.exceptions.UnitFailed`
   (exit code and stderr). ``future.unit`` gives the whole unit.
 * **Tasks that submit tasks** are refused: a Client (or a Future) cannot be pickled
   into a unit, so ``submit`` raises at once with a message saying so. A task
@@ -42,12 +42,13 @@ from typing import Any, Callable, Iterable
 
 import cloudpickle
 
-from .as_completed import AsCompleted
-from .dependencies import find_futures, rebuild, substitute
-from .description import ComputeUnitDescription
-from .exceptions import BadParameter
-from .futures import Future
-from .tasks import TaskEngine, resource_attributes, token_of
+from rp_executor._core.lifecycle import check_open
+from rp_executor.description import ComputeUnitDescription
+from rp_executor.exceptions import BadParameter
+from rp_executor.futures.as_completed import AsCompleted
+from rp_executor.futures.dependencies import find_futures, rebuild, substitute
+from rp_executor.futures.engine import TaskEngine, resource_attributes, token_of
+from rp_executor.futures.future import Future
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,10 @@ class Client(TaskEngine):
                  *, cores: int | None = None, gpus: int = 0, runtime: int = 24 * 60,
                  resource: str = "local.localhost",
                  base_dir: str | os.PathLike | None = None) -> None:
-        from .description import ComputePilotDescription
-        from .pilot_manager import PilotManager
-        from .session import Session
-        from .unit_manager import UnitManager
+        from rp_executor.description import ComputePilotDescription
+        from rp_executor.pilot_manager import PilotManager
+        from rp_executor.session import Session
+        from rp_executor.unit_manager import UnitManager
 
         if unit_manager is not None and (session is not None or pilots is not None):
             raise BadParameter("Client: give unit_manager alone, or session and/or "
@@ -118,6 +119,7 @@ class Client(TaskEngine):
             # do not replace each other's callback (a method would be keyed by name)
             self._unit_cb = functools.partial(Client._on_unit, self)
             self._umgr.register_callback(self._unit_cb)
+            self._umgr.register_final_callback(self._on_final)
         except BaseException:
             self._teardown()
             raise
@@ -154,9 +156,9 @@ class Client(TaskEngine):
             return self._executor
 
     def get_executor(self, max_workers: int | None = None) -> Any:
-        """A new :class:`~rp_executor.executor.ClientExecutor`; with ``max_workers``
+        """A new :class:`~rp_executor.futures.executor.ClientExecutor`; with ``max_workers``
         it hands at most that many tasks to the pilots at once."""
-        from .executor import ClientExecutor
+        from rp_executor.futures.executor import ClientExecutor
         return ClientExecutor(self, max_workers=max_workers)
 
     def __repr__(self) -> str:
@@ -226,7 +228,7 @@ class Client(TaskEngine):
 
         A function unit's result is its return value (its ``args``/``kwargs`` may
         hold futures, as in :meth:`submit`); an executable's result is its stdout,
-        and a non-zero exit fails it with :class:`~rp_executor.futures.UnitFailed`.
+        and a non-zero exit fails it with :class:`~rp_executor.exceptions.UnitFailed`.
         """
         d = ComputeUnitDescription(description) if type(description) is dict else description
         if not isinstance(d, ComputeUnitDescription):
@@ -294,7 +296,7 @@ class Client(TaskEngine):
     def as_completed(self, futures: Iterable[cf.Future] | None = None,
                      with_results: bool = False, raise_errors: bool = True,
                      timeout: float | None = None) -> AsCompleted:
-        """An :class:`~rp_executor.as_completed.AsCompleted` over ``futures``."""
+        """An :class:`~rp_executor.futures.as_completed.AsCompleted` over ``futures``."""
         return AsCompleted(futures, with_results=with_results, raise_errors=raise_errors,
                            timeout=timeout)
 
@@ -371,10 +373,12 @@ class Client(TaskEngine):
     def _teardown(self) -> None:
         umgr = getattr(self, "_umgr", None)
         if umgr is not None and hasattr(self, "_unit_cb"):
-            try:
-                umgr.unregister_callback(self._unit_cb)
-            except BadParameter:
-                pass
+            for unregister, cb in ((umgr.unregister_callback, self._unit_cb),
+                                   (umgr.unregister_final_callback, self._on_final)):
+                try:
+                    unregister(cb)
+                except BadParameter:
+                    log.debug("%s: callback %s was already removed", umgr.uid, cb)
         if self._own_session:
             self._session.close()
             return
@@ -384,9 +388,7 @@ class Client(TaskEngine):
             self._pmgr.close(terminate=True)
 
     def _check_open(self) -> None:
-        if self._closed:
-            from .exceptions import IncorrectState
-            raise IncorrectState(f"{self!r} is closed")
+        check_open(self._closed, repr(self))
 
     def __enter__(self) -> "Client":
         return self

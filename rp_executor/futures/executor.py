@@ -4,7 +4,7 @@
 ``dask.config.set(scheduler=client.executor)`` run dask collections on the pilots
 (dask's threaded scheduler loop submits one task per unit and keeps at most
 ``_max_workers`` of them in flight). Its futures are the client's
-:class:`~rp_executor.futures.Future` objects.
+:class:`~rp_executor.futures.future.Future` objects.
 
 Unlike :meth:`Client.submit`, :meth:`ClientExecutor.submit` passes its arguments as
 they are (no search for futures among them, no keys to share), as every
@@ -21,14 +21,14 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from .futures import Future
-from .remote_call import run_chunk
+from rp_executor._core.calls import run_chunk
+from rp_executor.futures.future import Future
 
 __all__ = ["ClientExecutor"]
 
 
 class ClientExecutor(cf.Executor):
-    """Run calls as function units of a :class:`~rp_executor.client.Client`.
+    """Run calls as function units of a :class:`~rp_executor.futures.client.Client`.
 
     :param client: the client whose pilots run the calls.
     :param max_workers: hand at most this many calls to the pilots at once, keeping

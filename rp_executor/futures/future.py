@@ -1,6 +1,6 @@
 """Future: a ``concurrent.futures.Future`` whose work is a ComputeUnit.
 
-A :class:`Future` is made by :class:`~rp_executor.client.Client` (``submit``,
+A :class:`Future` is made by :class:`~rp_executor.futures.client.Client` (``submit``,
 ``map``, ``submit_unit``, ``scatter``) and by its executor. It is a real
 ``concurrent.futures.Future``, so ``concurrent.futures.wait`` and ``as_completed``
 work on it, mixed with any other future. Its life:
@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import traceback as _traceback
-from concurrent.futures._base import (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED,
-                                      PENDING, RUNNING)
+from concurrent.futures._base import (
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
 from typing import Any
 
-__all__ = ["Future", "UnitFailed", "STATUSES"]
+from rp_executor.exceptions import UnitFailed
+
+__all__ = ["Future", "STATUSES"]
 
 #: The values of :attr:`Future.status`, as in Dask.
 STATUSES = ("pending", "running", "finished", "error", "cancelled")
@@ -32,28 +39,8 @@ STATUSES = ("pending", "running", "finished", "error", "cancelled")
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
 
-class UnitFailed(RuntimeError):
-    """An executable unit ended FAILED: its exit code and the end of its stderr.
-
-    :ivar unit: the :class:`~rp_executor.unit.ComputeUnit`.
-    :ivar exit_code: its exit code (None if it never ran).
-    :ivar stderr: the last characters of its stderr.
-    """
-
-    def __init__(self, unit: Any) -> None:
-        self.unit = unit
-        self.exit_code = unit.exit_code
-        self.stderr = unit.stderr or ""
-        tail = self.stderr.strip()[-500:]
-        super().__init__(f"{unit.uid} ended FAILED with exit code {unit.exit_code}"
-                         + (f": {tail}" if tail else ""))
-
-    def __reduce__(self) -> tuple:
-        return RuntimeError, (str(self),)
-
-
 class Future(cf.Future):
-    """The future of one task of a :class:`~rp_executor.client.Client`.
+    """The future of one task of a :class:`~rp_executor.futures.client.Client`.
 
     :ivar key: the task's key (see :meth:`Client.submit` for how keys are made).
     """
@@ -83,7 +70,7 @@ class Future(cf.Future):
 
     @property
     def client(self) -> Any:
-        """The :class:`~rp_executor.client.Client` this future belongs to."""
+        """The :class:`~rp_executor.futures.client.Client` this future belongs to."""
         return self._client
 
     @property

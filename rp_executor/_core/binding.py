@@ -1,4 +1,4 @@
-"""UnitManager schedulers: which pilot a unit is bound to.
+"""Binding: which pilot a unit goes to (the UnitManager's schedulers and policies).
 
 A policy is a small class with one decision, :meth:`UmgrScheduler.bind`: given what
 units need and what the manager's pilots are like now (:class:`PilotRoom`), it
@@ -11,18 +11,23 @@ Policies are pure (no locks, no I/O) and are registered by name in
 * ``backfilling`` binds late: a unit waits in the client until an active pilot has
   free cores and GPUs for it, counting the units bound to that pilot and not yet
   final. Of the pilots with room the one with most free cores gets it.
+* :class:`BlockCapacity` (the Parsl door's policy, not an RP scheduler name) binds
+  late to active pilots only, each holding at most a number of unfinished units
+  proportional to its cores: a block still queued in the batch system holds no work,
+  and a new block gets work as soon as it is active.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
-from .constants import SCHEDULER_BACKFILLING, SCHEDULER_ROUND_ROBIN
+from rp_executor.constants import SCHEDULER_BACKFILLING, SCHEDULER_ROUND_ROBIN
 
-__all__ = ["Need", "PilotRoom", "UmgrScheduler", "RoundRobin", "Backfilling",
-           "UMGR_SCHEDULERS", "make_umgr_scheduler"]
+__all__ = ["Need", "need_of", "PilotRoom", "UmgrScheduler", "RoundRobin", "Backfilling",
+           "BlockCapacity", "UMGR_SCHEDULERS", "make_umgr_scheduler"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -33,12 +38,19 @@ class Need:
     gpus: int = 0
 
 
+def need_of(description: Any) -> Need:
+    """The cores and GPUs a unit of this ComputeUnitDescription takes on a pilot."""
+    d = description
+    return Need(d.cpu_processes * d.cpu_threads, d.gpu_processes)
+
+
 @dataclass(slots=True)
 class PilotRoom:
     """What a policy knows of a pilot.
 
     ``cores``/``gpus`` are its size as its agent reported it (0 until it is active);
-    ``busy_cores``/``busy_gpus`` what its bound, unfinished units hold.
+    ``busy_cores``/``busy_gpus`` what its bound, unfinished units hold (counted for
+    late-binding policies only); ``bound`` how many such units there are.
     """
 
     uid: str
@@ -47,6 +59,7 @@ class PilotRoom:
     gpus: int = 0
     busy_cores: int = 0
     busy_gpus: int = 0
+    bound: int = 0
 
     @property
     def free_cores(self) -> int:
@@ -83,6 +96,12 @@ class UmgrScheduler:
         were added; a policy may update their ``busy_*`` counts as it binds.
         """
         raise NotImplementedError
+
+    def limit(self, pilots: Sequence[PilotRoom]) -> float:
+        """How many units :meth:`bind` could bind now at most: the manager offers
+        no more than that (the rest keep waiting, in order), so that a long queue
+        in the client costs nothing while the pilots are full."""
+        return math.inf
 
 
 class RoundRobin(UmgrScheduler):
@@ -126,6 +145,53 @@ class Backfilling(UmgrScheduler):
                 out.append(largest.uid)
             else:
                 out.append(None)
+        return out
+
+
+class BlockCapacity(UmgrScheduler):
+    """Units to active pilots only, in turn, each pilot holding at most
+    ``cores x (1 + queued_per_core)`` unfinished units (no limit when
+    ``queued_per_core`` is None); the rest wait in the client.
+
+    :param queued_per_core: units a pilot may hold queued per core beyond those
+        running.
+    """
+
+    name = "block_capacity"
+    late_binding = True
+
+    def __init__(self, queued_per_core: int | None) -> None:
+        self.queued_per_core = queued_per_core
+
+    def capacity(self, pilot: PilotRoom) -> float:
+        """How many unfinished units ``pilot`` may hold."""
+        if self.queued_per_core is None:
+            return math.inf
+        return pilot.cores * (1 + self.queued_per_core)
+
+    def _free(self, pilots: Sequence[PilotRoom]) -> list[list]:
+        free = [[p.uid, self.capacity(p) - p.bound] for p in pilots if p.active]
+        return [f for f in free if f[1] > 0]
+
+    def limit(self, pilots):
+        return sum(f[1] for f in self._free(pilots))
+
+    def bind(self, needs, pilots):
+        free = self._free(pilots)
+        out: list[str | None] = []
+        turn = 0
+        for _ in needs:
+            if not free:
+                out.append(None)
+                continue
+            turn %= len(free)
+            slot = free[turn]
+            out.append(slot[0])
+            slot[1] -= 1
+            if slot[1] <= 0:
+                del free[turn]
+            else:
+                turn += 1
         return out
 
 

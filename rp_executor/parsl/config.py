@@ -1,7 +1,7 @@
 """A Parsl Config with one RPExecutor on a local pilot, for Parsl's test suite and parsl-perf.
 
-``pytest --pyargs parsl.tests --config rp_executor/parsl_config.py`` and
-``parsl-perf --config rp_executor/parsl_config.py`` load this module and call
+``pytest --pyargs parsl.tests --config rp_executor/parsl/config.py`` and
+``parsl-perf --config rp_executor/parsl/config.py`` load this module and call
 :func:`fresh_config` (or read ``config``).
 """
 
@@ -13,7 +13,7 @@ from parsl.config import Config
 from parsl.launchers import SimpleLauncher
 from parsl.providers import LocalProvider
 
-from rp_executor.parsl_executor import RPExecutor
+from rp_executor.parsl.executor import RPExecutor
 
 #: Cores of the one local pilot (``RPEX_CORES`` overrides; default: this machine's).
 CORES = int(os.environ.get("RPEX_CORES") or os.cpu_count() or 2)

@@ -1,18 +1,26 @@
-"""Pilots are blocks: launching an agent through a Parsl ExecutionProvider.
+"""Pilots are blocks: launching an agent through a Parsl ExecutionProvider, and the
+provider's arguments from a pilot description.
 
 This is the only client module that imports Parsl, and only when a pilot is launched.
+A resource config names a Parsl provider class (``provider``) and fixed arguments for
+it (``provider_args``); what changes from pilot to pilot comes from the
+:class:`ComputePilotDescription`: ``queue`` (or the config's ``default_queue``)
+becomes the partition or queue, ``project`` the account, ``runtime`` (minutes) the
+walltime, and ``cores`` / ``gpus`` the number of nodes, by the config's
+``cores_per_node`` / ``gpus_per_node`` (:func:`provider_kwargs`, pure).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +42,11 @@ def make_provider(rcfg: dict, description: Any, script_dir: Path) -> Any:
         name = rcfg.get("provider") or "LocalProvider"
         cls = getattr(parsl.providers, name, None)
         if cls is None:
-            from .exceptions import BadParameter
+            from rp_executor.exceptions import BadParameter
             raise BadParameter(f"resource {description.resource!r} names provider {name!r}, "
                                "which parsl.providers does not have",
                                attribute="provider", value=name)
-        from .batch import provider_kwargs
+        from rp_executor._core.providers import provider_kwargs
 
         kwargs = {**(rcfg.get("provider_args") or {}), **provider_kwargs(rcfg, description)}
         kwargs.setdefault("launcher", SimpleLauncher())
@@ -105,3 +113,73 @@ def wait_terminal(provider: Any, job_id: str, timeout: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
+
+
+
+# provider class -> (keyword of the queue, keyword of the project/account)
+BATCH_PROVIDERS: dict[str, tuple[str, str]] = {
+    "SlurmProvider": ("partition", "account"),
+    "PBSProProvider": ("queue", "account"),
+    "TorqueProvider": ("queue", "account"),
+    "LSFProvider": ("queue", "project"),
+    "GridEngineProvider": ("queue", "project"),
+    "CondorProvider": ("", "project"),
+}
+"""The providers whose blocks are sized and named from the pilot description."""
+
+
+def nodes_for(cores: int, gpus: int, cores_per_node: int | None,
+              gpus_per_node: int | None) -> int:
+    """How many whole nodes hold ``cores`` and ``gpus``; 1 when the config does not
+    say how big a node is (``cores_per_node`` None or 0).
+
+    >>> nodes_for(48, 0, 16, 0)
+    3
+    >>> nodes_for(4, 8, 16, 4)
+    2
+    """
+    nodes = math.ceil(cores / cores_per_node) if cores_per_node else 1
+    if gpus and gpus_per_node:
+        nodes = max(nodes, math.ceil(gpus / gpus_per_node))
+    return max(1, nodes)
+
+
+def walltime(minutes: int) -> str:
+    """``HH:MM:SS`` for a runtime in minutes (``walltime(90) == '01:30:00'``)."""
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def provider_kwargs(rcfg: Mapping[str, Any], description: Any) -> dict[str, Any]:
+    """The provider arguments ``description`` implies on the resource ``rcfg``.
+
+    Empty for providers that do not size blocks by nodes (``LocalProvider``);
+    values the description leaves unset are not included, so that the config's
+    ``provider_args`` keep them.
+    """
+    name = rcfg.get("provider") or "LocalProvider"
+    keys = BATCH_PROVIDERS.get(name)
+    if keys is None:
+        return {}
+    queue_key, project_key = keys
+    cpn, gpn = rcfg.get("cores_per_node"), rcfg.get("gpus_per_node")
+    gpus = description.gpus or 0
+    nodes = nodes_for(description.cores, gpus, cpn, gpn)
+    kwargs: dict[str, Any] = {"nodes_per_block": nodes}
+    if description.runtime:
+        kwargs["walltime"] = walltime(description.runtime)
+    queue = description.queue or rcfg.get("default_queue")
+    if queue and queue_key:
+        kwargs[queue_key] = queue
+    if description.project and project_key:
+        kwargs[project_key] = description.project
+    if name == "SlurmProvider":
+        if gpus and gpn:
+            kwargs["gpus_per_node"] = gpn
+    elif name == "PBSProProvider":
+        if cpn:
+            kwargs["cpus_per_node"] = cpn
+        if gpus and gpn:
+            kwargs["select_options"] = f":ngpus={gpn}"
+    elif name == "LSFProvider":
+        kwargs["request_by_nodes"] = True
+    return kwargs

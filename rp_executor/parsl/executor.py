@@ -10,8 +10,9 @@ closes them on :meth:`RPExecutor.shutdown`.
 
 Threads: ``submit`` (the DFK's launch thread) only builds a description and queues
 it; one submitter thread hands queued units to the UnitManager in batches (lowest
-``priority`` first); one completion thread turns final units into future results,
-so that Parsl's callbacks never run on the session's I/O thread.
+``priority`` first); final units reach the executor through the unit manager's final
+callback, on the session's callback thread, which turns them into future results (so
+Parsl's callbacks never run on the session's I/O thread).
 
 Monitoring: ``remote_monitoring_radio`` is a ``FilesystemRadio`` (messages as files
 under ``<run_dir>/monitor-fs-radio``), which reaches the DFK from pilots on this
@@ -30,7 +31,6 @@ import itertools
 import logging
 import math
 import os
-import queue
 import sys
 import threading
 from concurrent.futures import Future, InvalidStateError
@@ -41,21 +41,16 @@ from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.states import JobStatus
 from parsl.utils import RepresentationMixin
 
-from . import parsl_apps, parsl_blocks, states
+from rp_executor import states
+from rp_executor._core.binding import BlockCapacity
+from rp_executor.exceptions import UnitFailed
+from rp_executor.outcome import Ending
+from rp_executor.parsl import apps as parsl_apps
+from rp_executor.parsl import blocks as parsl_blocks
 
 log = logging.getLogger(__name__)
 
 _FINAL = states.FINAL_STATES
-_PILOT_LOST = "rp_executor: pilot "   # stderr of units their pilot left unfinished
-
-
-class UnitFailed(Exception):
-    """A unit ended without a result: its pilot ended, it was canceled, or its process
-    died. The message holds the unit's uid, state and the end of its stderr."""
-
-    def __init__(self, uid: str, state: str, detail: str) -> None:
-        super().__init__(f"unit {uid} ended {state}: {detail}")
-        self.uid, self.state, self.detail = uid, state, detail
 
 
 class _Task:
@@ -139,9 +134,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self._seq = itertools.count()
         self._queue: list = []                     # heap of (priority, seq, name, cud)
         self._queue_cond = threading.Condition()
-        self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
-        self._threads: list[threading.Thread] = []
+        self._submitter: threading.Thread | None = None
 
     # what Parsl's strategy asks ---------------------------------------------------
 
@@ -180,13 +174,13 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self._base = os.path.abspath(base)
         self._session = rp.Session(base_dir=self._base, cfg=self.session_cfg)
         self._pmgr = rp.PilotManager(self._session)
-        self._umgr = parsl_blocks.BlockUnitManager(self._session, self._finished,
-                                                   self._pilot_capacity)
-        for target, name in ((self._submit_loop, "submitter"),
-                             (self._complete_loop, "completion")):
-            t = threading.Thread(target=target, daemon=True, name=f"rpex-{self.label}-{name}")
-            t.start()
-            self._threads.append(t)
+        # units go only to active blocks, each holding a bounded queue (binding.py)
+        self._umgr = rp.UnitManager(self._session,
+                                    scheduler=BlockCapacity(self.prefetch_per_core))
+        self._umgr.register_final_callback(self._completed)
+        self._submitter = threading.Thread(target=self._submit_loop, daemon=True,
+                                           name=f"rpex-{self.label}-submitter")
+        self._submitter.start()
         log.info("RPExecutor %s: session %s in %s", self.label, self._session.uid, self._base)
 
     def shutdown(self) -> None:
@@ -200,18 +194,19 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         with self._queue_cond:
             self._stopping = True
             self._queue_cond.notify_all()
-        self._threads[0].join(timeout=30)
+        self._submitter.join(timeout=30)
         try:
+            # closing runs the callbacks queued so far: units that ended reach _completed
             self._session.close()
             for pilot in self._pilots.values():
                 if not pilot._said_bye:
                     self._sweep(pilot)
         finally:
-            self._finished.put(None)
-            self._threads[1].join(timeout=30)
+            self._umgr.unregister_final_callback(self._completed)
             for name, task in list(self._my_tasks.items()):
                 _settle(task.future, error=UnitFailed(
-                    name, "CANCELED", f"executor {self.label} shut down first"))
+                    f"{name} ended CANCELED: executor {self.label} shut down first",
+                    uid=name, state=states.CANCELED))
             self._my_tasks.clear()
             super().shutdown()
         log.info("RPExecutor %s: shut down", self.label)
@@ -219,16 +214,17 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
     # blocks -----------------------------------------------------------------------
 
     def _get_launch_command(self, block_id: str) -> str:
-        from . import block
-        return block.agent_command(sys.executable, "<pilot sandbox>/agent.cfg.json")
+        from rp_executor._core import providers
+        return providers.agent_command(sys.executable, "<pilot sandbox>/agent.cfg.json")
 
     def _launch_block(self, block_id: str) -> Any:
         """Submit one pilot through the provider; return its job id.
 
         :raises ScalingFailed: the provider did not take the pilot's job.
         """
-        import rp_executor as rp
         from parsl.executors.errors import ScalingFailed
+
+        import rp_executor as rp
 
         pd = rp.ComputePilotDescription(
             resource=self.resource, cores=self._block_cores, gpus=self.gpus_per_block,
@@ -247,9 +243,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         return pilot.job_id
 
     def _on_pilot_state(self, pilot: Any, state: str) -> None:
-        if state == states.PMGR_ACTIVE:
-            self._umgr._rebind()   # waiting units may go to the new block
-        elif state in _FINAL and not pilot._said_bye:
+        # (a block that becomes active gets waiting units from the unit manager)
+        if state in _FINAL and not pilot._said_bye:
             self._sweep(pilot)
 
     def _sweep(self, pilot: Any) -> None:
@@ -260,22 +255,14 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         """
         from parsl.providers import LocalProvider
 
-        from . import block
+        from rp_executor._core import providers
         if isinstance(self.provider, LocalProvider) and pilot.pilot_sandbox:
-            block.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
+            providers.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
 
     def _cores(self) -> int:
         """Cores of the blocks' pilots that have not ended."""
         return sum(p._description.cores for p in list(self._pilots.values())
                    if not p.is_final)
-
-    def _pilot_capacity(self, pilot: Any) -> float:
-        """How many unfinished units a pilot may hold: its cores, plus
-        ``prefetch_per_core`` queued units per core (None: no limit)."""
-        if self.prefetch_per_core is None:
-            return math.inf
-        cores = pilot._description.cores
-        return cores * (1 + self.prefetch_per_core)
 
     def scale_in(self, blocks: int, max_idletime: float | None = None) -> list[str]:
         """Cancel ``blocks`` pilots, those without unfinished units first.
@@ -388,17 +375,14 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self._tasks.pop(int(name.rsplit(".", 1)[1]), None)
         _settle(task.future, error=exc)
 
-    def _complete_loop(self) -> None:
-        while True:
-            units = self._finished.get()
-            if units is None:
-                return
-            for unit in units:
-                try:
-                    self._complete(unit)
-                except Exception as exc:
-                    log.exception("completing %s failed", unit.uid)
-                    self._fail(unit.name, exc)
+    def _completed(self, units: list) -> None:
+        """The unit manager's final callback: settle the tasks of these units."""
+        for unit in units:
+            try:
+                self._complete(unit)
+            except Exception as exc:
+                log.exception("completing %s failed", unit.uid)
+                self._fail(unit.name, exc)
 
     def _complete(self, unit: Any) -> None:
         name = unit.name
@@ -409,12 +393,12 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         fut = task.future
         if fut.done():
             return
-        state = unit.state
-        lost = _PILOT_LOST in (unit.stderr or "")
-        if task.bash is not None and state != states.CANCELED and not lost and \
-                (state == states.DONE or unit.exit_code is not None):
-            error = parsl_apps.bash_outcome(task.bash.name, unit.exit_code, unit.stderr,
-                                            task.walltime, task.outputs)
+        state, outcome = unit.state, unit.outcome
+        if task.bash is not None and outcome.ending in (Ending.DONE, Ending.FAILED) and \
+                (state == states.DONE or outcome.exit_code is not None):
+            # a bash app's own end (not a lost pilot, not a cancel): Parsl's rules
+            error = parsl_apps.bash_outcome(task.bash.name, outcome.exit_code,
+                                            outcome.stderr, task.walltime, task.outputs)
             if error is None and state == states.DONE:
                 _settle(fut, result=0)
                 return
@@ -423,14 +407,10 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
                 return
         if state == states.DONE:
             _settle(fut, result=unit.return_value)
-            return
-        res = unit._result
-        if task.bash is None and state == states.FAILED and res is not None and \
-                res[2] is not None:
+        elif task.bash is None and outcome.exception is not None:
             _settle(fut, error=unit.exception)   # the worker's own exception
-            return
-        detail = (unit.stderr or "no detail").strip()[-2000:]
-        _settle(fut, error=UnitFailed(unit.uid, state, detail))
+        else:
+            _settle(fut, error=UnitFailed.of(unit))
 
 
 _GATHER_BELOW = 64    # tasks: fewer than this waiting, the submitter may gather first
@@ -475,4 +455,4 @@ def _shell_quote(text: str) -> str:
     return shlex.quote(text)
 
 
-__all__ = ["RPExecutor", "UnitFailed", "BadStateException"]
+__all__ = ["RPExecutor", "BadStateException"]

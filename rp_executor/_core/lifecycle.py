@@ -9,25 +9,25 @@ on the session's callback thread) and wakes waiters.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from . import states
-from .callbacks import callback_key, invoke
-from .exceptions import BadParameter, DoesNotExist
+from rp_executor import states
+from rp_executor.exceptions import BadParameter, DoesNotExist, IncorrectState
 
 log = logging.getLogger(__name__)
 
 
 class Stateful:
-    """A pilot or a unit: an object with a uid, a state, its history and callbacks."""
+    """A pilot or a unit: an object with a uid, a description, a state, its history
+    and callbacks, owned by a :class:`Manager`."""
 
-    __slots__ = ("_uid", "_state", "_history", "_callbacks", "_manager")
+    __slots__ = ("_uid", "_state", "_history", "_callbacks", "_manager", "_description")
     _kind = ""            # 'unit' or 'pilot'
-    _metric = ""          # the callback metric of this kind
 
-    def __init__(self, uid: str, manager: "Manager") -> None:
+    def __init__(self, uid: str, manager: "Manager", description: Any) -> None:
         self._uid = uid
         self._state: str | None = None
         # flat [state, time, state, time, ...]: a unit passes ~16 states, and pairs as
@@ -35,6 +35,7 @@ class Stateful:
         self._history: list = []
         self._callbacks: dict | None = None
         self._manager = manager
+        self._description = description
 
     @property
     def uid(self) -> str:
@@ -45,6 +46,26 @@ class Stateful:
     def state(self) -> str | None:
         """The current state (a string of :mod:`rp_executor.states`)."""
         return self._state
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the object reached DONE, FAILED or CANCELED."""
+        return self._state in states.FINAL_STATES
+
+    @property
+    def session(self) -> Any:
+        """The session of this object's manager."""
+        return self._manager.session
+
+    @property
+    def description(self) -> dict:
+        """A copy of the description, as a dict."""
+        return self._description.as_dict()
+
+    @property
+    def client_sandbox(self) -> str:
+        """The client's working directory."""
+        return self._manager.session._client_sandbox
 
     @property
     def state_history(self) -> list[tuple[str, float]]:
@@ -62,7 +83,7 @@ class Stateful:
 
         Callbacks run on the session's callback thread, once per state, in order.
         """
-        _check_callable(cb)
+        check_callable(cb)
         with self._manager._lock:
             if self._callbacks is None:
                 self._callbacks = {}
@@ -94,7 +115,8 @@ class Stateful:
     __str__ = __repr__
 
 
-def _check_callable(cb: Any) -> None:
+def check_callable(cb: Any) -> None:
+    """:raises BadParameter: ``cb`` is not callable."""
     if not callable(cb):
         raise BadParameter(f"callback must be callable; got {cb!r} ({type(cb).__name__})",
                            attribute="cb", value=cb)
@@ -143,7 +165,7 @@ class Manager:
 
         :raises BadParameter: ``metric`` is not one of this manager's metrics.
         """
-        _check_callable(cb)
+        check_callable(cb)
         metric = self._metrics[0] if metric is None else metric
         if metric not in self._metrics:
             raise BadParameter(f"metric {metric!r} is not known here; allowed: "
@@ -236,20 +258,17 @@ class Manager:
                 [*obj._callbacks.values(), *manager_cbs]
             for state in passed:
                 for cb, data in cbs:
-                    try:
-                        if data is None:
-                            cb(obj, state)
-                        else:
-                            cb(obj, state, data)
-                    except Exception:
-                        log.exception("callback %s failed for %s (%s)",
-                                      getattr(cb, "__qualname__", cb), obj._uid, state)
+                    call_logged(cb, obj, state, data)
 
     def _fire_metric(self, metric: str, value: Any) -> None:
         """Queue the callbacks of a non-state metric with ``cb(self, value)``."""
         cbs = list(self._callbacks[metric].values())
         if cbs:
             self._session._callbacks.submit(_fire_all, cbs, self, value)
+
+    def _check_open(self) -> None:
+        """:raises IncorrectState: the manager is closed."""
+        check_open(self._closed, self._uid)
 
     # waiting ------------------------------------------------------------------------
 
@@ -296,7 +315,8 @@ class Manager:
         return result, scalar
 
 
-def _call_logged(cb: Callable, obj: Any, value: Any, data: Any) -> None:
+def call_logged(cb: Callable, obj: Any, value: Any, data: Any) -> None:
+    """:func:`invoke`; an exception of the callback is logged, not raised."""
     try:
         invoke(cb, obj, value, data)
     except Exception:
@@ -306,4 +326,83 @@ def _call_logged(cb: Callable, obj: Any, value: Any, data: Any) -> None:
 
 def _fire_all(cbs: list, obj: Any, value: Any) -> None:
     for cb, data in cbs:
-        _call_logged(cb, obj, value, data)
+        call_logged(cb, obj, value, data)
+
+
+def check_open(closed: bool, what: Any) -> None:
+    """The one check before an operation on something that can be closed.
+
+    :raises IncorrectState: ``closed`` is true; the message names ``what``.
+    """
+    if closed:
+        raise IncorrectState(f"{what} is closed")
+
+
+def callback_key(cb: Callable) -> Any:
+    """The key a callback is registered under.
+
+    RADICAL-Pilot keys callbacks by function name, so re-running a notebook cell that
+    defines and registers a callback replaces the old one instead of adding a second.
+    We keep that for named functions (module and qualified name), but key lambdas,
+    partials and other callables without a stable name by identity, so that two
+    lambdas do not replace each other.
+    """
+    name = getattr(cb, "__qualname__", None)
+    if not name or "<lambda>" in name:
+        return cb
+    return (getattr(cb, "__module__", None), name)
+
+
+def invoke(cb: Callable, obj: Any, value: Any, cb_data: Any) -> None:
+    """Call ``cb(obj, value)``, or ``cb(obj, value, cb_data)`` when cb_data is not None."""
+    if cb_data is None:
+        cb(obj, value)
+    else:
+        cb(obj, value, cb_data)
+
+
+class CallbackThread:
+    """Runs queued calls one after another on a daemon thread.
+
+    A call that raises is logged with its traceback and the thread goes on.
+    """
+
+    def __init__(self, name: str = "rp-callbacks") -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        """Queue ``fn(*args)``."""
+        self._queue.put((fn, args))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every call queued so far has run; False on timeout.
+
+        Called from the callback thread itself (a callback that waits), it returns at
+        once instead of deadlocking.
+        """
+        if threading.current_thread() is self._thread:
+            return True
+        done = threading.Event()
+        self._queue.put((done.set, ()))
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10) -> None:
+        """Run what is queued, then stop the thread."""
+        if threading.current_thread() is self._thread:
+            self._queue.put(None)
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("callback %s failed", getattr(fn, "__qualname__", fn))

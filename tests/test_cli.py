@@ -1,0 +1,102 @@
+"""Tests of the ``rp-executor`` command line (rp_executor/cli.py): the installed console
+script answers ``--help`` and ``version``, rejects what it does not know, and stays
+light to import."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rp_executor
+from rp_executor import cli
+
+SCRIPT = Path(sys.executable).parent / "rp-executor"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    """Run the installed console script (the one beside this Python) with ``args``."""
+    assert SCRIPT.is_file(), (f"no console script at {SCRIPT}: install the project "
+                              "into this environment (pip install -e '.[test]')")
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_help_lists_the_commands_and_exits_0():
+    done = run_script("--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: rp-executor")
+    for name in cli.COMMANDS:
+        assert name in done.stdout
+    assert done.stderr == ""
+
+
+def test_version_command_prints_the_package_and_python_versions():
+    done = run_script("version")
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first == f"rp-executor {rp_executor.__version__}"
+    assert f"Python {platform.python_version()}" in second
+
+
+def test_version_option_prints_the_package_version():
+    done = run_script("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"rp-executor {rp_executor.__version__}"
+
+
+def test_unknown_command_exits_nonzero_with_a_usage_message():
+    done = run_script("no-such-command")
+    assert done.returncode != 0
+    assert "usage: rp-executor" in done.stderr
+    assert "no-such-command" in done.stderr
+    assert done.stdout == ""
+
+
+def test_no_command_is_a_usage_error():
+    assert cli.main([]) == 2
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_has_help(name, capsys):
+    assert cli.main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: rp-executor {name}")
+    assert cli.COMMANDS[name].summary in out
+
+
+def test_a_command_is_one_registered_function(capsys):
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("who")
+
+    @cli.command("greet-for-test", configure)
+    def greet(args: argparse.Namespace) -> int:
+        """Greet someone, and fail."""
+        print(f"hello {args.who}")
+        return 3
+
+    try:
+        assert cli.main(["greet-for-test", "world"]) == 3
+        assert capsys.readouterr().out == "hello world\n"
+        cli.main(["--help"])
+        assert "Greet someone, and fail." in capsys.readouterr().out
+    finally:
+        del cli.COMMANDS["greet-for-test"]
+
+
+def test_a_command_name_is_registered_once():
+    with pytest.raises(ValueError, match="'version' is registered twice"):
+        cli.command("version")(lambda args: 0)
+
+
+def test_importing_the_cli_imports_neither_parsl_nor_zmq():
+    heavy = ("parsl", "zmq", "dask", "distributed", "globus_sdk", "msgpack", "cloudpickle")
+    code = ("import sys, rp_executor.cli; "
+            f"print(' '.join(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == ""

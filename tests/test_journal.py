@@ -1,0 +1,194 @@
+"""The session journal: batched writes on its writer thread, read back from a real
+SQLite file."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+
+import pytest
+
+from rp_executor import states
+from rp_executor._core.journal import Journal, to_json
+from rp_executor.exceptions import DatabaseError
+
+UNIT_WAY = [s for s in states.UNIT_STATES if s not in (states.FAILED, states.CANCELED)]
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(tmp_path / "session.sqlite")
+    try:
+        yield j
+    finally:
+        j.close()
+
+
+def rows(path, sql):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_many_batched_unit_writes_read_back_complete_and_in_order(journal):
+    n = 3000
+    uids = [f"unit.{i:06d}" for i in range(n)]
+    for start in range(0, n, 250):   # as submit_units calls it: one call per batch
+        journal.add_units([(uid, "umgr.0000", to_json({"executable": "/bin/true", "i": i}))
+                           for i, uid in enumerate(uids[start:start + 250], start)])
+    journal.set_unit_results([("pilot.0000", i % 3, f"out {i}", "", uid)
+                              for i, uid in enumerate(uids)])
+    journal.flush()
+    got = rows(journal.path, "SELECT uid, umgr, pilot, description, exit_code, stdout "
+                             "FROM units ORDER BY rowid")
+    assert [r[0] for r in got] == uids
+    assert all(r[1] == "umgr.0000" and r[2] == "pilot.0000" for r in got)
+    assert [json.loads(r[3])["i"] for r in got] == list(range(n))
+    assert [(r[4], r[5]) for r in got] == [(i % 3, f"out {i}") for i in range(n)]
+
+
+def test_transitions_read_back_one_per_state_in_the_order_they_were_added(journal):
+    # as Manager._advance writes them: one call per batch, one entry per object, with
+    # one stamp when the states share it and one stamp per state when they do not
+    expected = []
+    for batch in range(40):
+        entries = []
+        for i in range(50):
+            uid = f"unit.{batch * 50 + i:06d}"
+            t0 = 1000.0 + batch + i / 64
+            if i % 2:
+                names = UNIT_WAY[:3]
+                entries.append(("unit", uid, ",".join(names), repr(t0)))
+                expected += [("unit", uid, s, t0) for s in names]
+            else:
+                names = UNIT_WAY[3:7]
+                stamps = [t0 + k * 0.1 for k in range(len(names))]
+                entries.append(("unit", uid, ",".join(names),
+                                ",".join(repr(t) for t in stamps)))
+                expected += [("unit", uid, s, t) for s, t in zip(names, stamps)]
+        journal.add_transitions(entries)
+    journal.add_transitions([("pilot", "pilot.0000", "NEW,PMGR_LAUNCHING_PENDING", "5.5")])
+    expected += [("pilot", "pilot.0000", "NEW", 5.5),
+                 ("pilot", "pilot.0000", "PMGR_LAUNCHING_PENDING", 5.5)]
+    journal.flush()
+    assert journal.transitions() == expected
+    assert journal.transitions("unit.000003") == [e for e in expected if e[1] == "unit.000003"]
+    assert journal.transitions("pilot.0000") == expected[-2:]
+
+
+def test_writes_from_many_threads_are_all_kept_each_in_its_thread_order(journal):
+    def produce(k):
+        for i in range(200):
+            journal.add_transitions([("unit", f"unit.{k}", f"S{i}", repr(float(i)))])
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    journal.flush()
+    for k in range(8):
+        assert [state for _, _, state, _ in journal.transitions(f"unit.{k}")] == \
+            [f"S{i}" for i in range(200)]
+
+
+def test_everything_queued_before_close_is_in_the_file_after_it(tmp_path):
+    path = tmp_path / "session.sqlite"
+    j = Journal(path)
+    j.add_session("rp.session.x", 1.5, {"heartbeat_interval": 1.0, "odd": object})
+    j.add_manager("pmgr.0000", "pmgr", 2.0)
+    j.add_manager("umgr.0000", "umgr", 2.5)
+    j.add_pilots([("pilot.0000", "pmgr.0000", to_json({"cores": 4}))])
+    j.set_pilot_job("pilot.0000", "job.17", "/tmp/sandbox/pilot.0000")
+    for i in range(100):
+        j.add_transitions([("unit", f"unit.{i:06d}", "NEW", repr(float(i)))])
+    j.close()    # no flush: close writes what is queued
+    (uid, created, cfg), = rows(path, "SELECT * FROM session")
+    assert (uid, created) == ("rp.session.x", 1.5)
+    assert json.loads(cfg) == {"heartbeat_interval": 1.0, "odd": repr(object)}
+    assert rows(path, "SELECT * FROM managers ORDER BY created") == \
+        [("pmgr.0000", "pmgr", 2.0), ("umgr.0000", "umgr", 2.5)]
+    assert rows(path, "SELECT * FROM pilots") == \
+        [("pilot.0000", "pmgr.0000", '{"cores": 4}', "job.17", "/tmp/sandbox/pilot.0000")]
+    assert j.transitions() == [("unit", f"unit.{i:06d}", "NEW", float(i)) for i in range(100)]
+
+
+def test_close_is_idempotent_and_flush_after_close_returns(tmp_path):
+    j = Journal(tmp_path / "session.sqlite")
+    j.add_manager("umgr.0000", "umgr", 1.0)
+    j.close()
+    j.close()
+    j.flush()
+    assert rows(j.path, "SELECT uid FROM managers") == [("umgr.0000",)]
+
+
+WRITE_FAILED = r"writing the session journal .*session\.sqlite failed: " \
+    r"UNIQUE constraint failed: units\.uid"
+
+def test_a_failed_write_is_raised_by_the_next_flush_and_the_journal_goes_on(journal):
+    journal.add_units([("unit.000000", "umgr.0000", "{}")])
+    journal.flush()
+    journal.add_units([("unit.000000", "umgr.0000", "{}")])    # the uid again
+    try:
+        with pytest.raises(DatabaseError, match=WRITE_FAILED):
+            journal.flush(timeout=1)
+    finally:
+        journal._error = None   # the teardown's close is not what this test is about
+    journal.add_units([("unit.000001", "umgr.0000", "{}")])
+    journal.flush(timeout=1)
+    assert rows(journal.path, "SELECT uid FROM units ORDER BY uid") == \
+        [("unit.000000",), ("unit.000001",)]
+
+
+def test_close_right_after_a_failed_write_returns_and_raises_it(tmp_path):
+    # the flush and the stop queued behind a failing write are not lost with it
+    j = Journal(tmp_path / "session.sqlite")
+    j.add_units([("unit.000000", "umgr.0000", "{}")])
+    j.flush()
+    j.add_units([("unit.000000", "umgr.0000", "{}")])
+    outcome: list = []
+
+    def close():
+        try:
+            j.close()
+        except DatabaseError as exc:
+            outcome.append(exc)
+
+    closer = threading.Thread(target=close, daemon=True)
+    closer.start()
+    closer.join(1)
+    try:
+        assert not closer.is_alive(), "close() did not return within 1 s"
+        [error] = outcome
+        assert re.fullmatch(WRITE_FAILED, str(error))
+    finally:
+        if closer.is_alive():
+            j._queue.put(None)  # end the stuck writer, so that the closer ends too
+            closer.join(5)
+
+
+def test_a_journal_that_cannot_be_created_names_its_path(tmp_path):
+    path = tmp_path / "missing" / "session.sqlite"
+    with pytest.raises(DatabaseError, match=rf"cannot create the session journal {path}: "):
+        Journal(path)
+
+
+def test_the_journal_is_in_wal_mode(journal):
+    assert rows(journal.path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_failed_write_loses_only_its_own_rows(journal):
+    journal.add_units([("unit.000000", "umgr.0000", "{}")])
+    journal.flush()
+    # one batch: a good unit, the same uid again, another good unit
+    journal.add_units([("unit.000001", "umgr.0000", "{}")])
+    journal.add_units([("unit.000000", "umgr.0000", "{}")])
+    journal.add_units([("unit.000002", "umgr.0000", "{}")])
+    with pytest.raises(DatabaseError, match=WRITE_FAILED):
+        journal.flush(timeout=5)
+    assert rows(journal.path, "SELECT uid FROM units ORDER BY uid") == \
+        [("unit.000000",), ("unit.000001",), ("unit.000002",)]
