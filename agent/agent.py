@@ -280,9 +280,8 @@ class Agent:
 
     def _report(self, res: Finished, cause: str | None) -> None:
         """Send a finished executable unit's final states (``cause``: the pilot's end)."""
-        outcome = Outcome(Ending.DONE, res.exit_code, res.stdout, res.stderr,
-                          started=res.started, stopped=res.stopped,
-                          nodes=_nodes(res.slots))
+        outcome = Outcome(Ending.DONE, res.exit_code, res.stdout, res.stderr, None, None,
+                          None, None, res.started, res.stopped, _nodes(res.slots))
         self._settle(res.uid, outcome, cause, res.canceled, res.exit_code == 0)
 
     def _settle(self, uid: str, outcome: Outcome, cause: str | None, canceled: bool,

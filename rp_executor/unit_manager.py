@@ -347,10 +347,18 @@ class UnitManager(Manager):
             units = [*self._unbound, *units]
             self._unbound = []
         live = [p for p in self._pilots.values() if not p.is_final]
-        by_uid = {p.uid: p for p in live}
         if not live:
             self._unbound.extend(units)
             return
+        # the manager's policy (binding.py) picks the pilots, or None: wait. No more
+        # units than it could bind now are looked at: the rest wait, in order, and a
+        # long queue costs nothing while the pilots are full
+        rooms = [self._room(p) for p in live]
+        limit = self._policy.limit(rooms)
+        rest: list[ComputeUnit] = []
+        if limit < len(units):
+            units, rest = units[:int(limit)], units[int(limit):]
+        by_uid = {p.uid: p for p in live}
         now = time.time()
         steps = tuple((s, now) for s in wire.TO_AGENT)
         batches: dict[Any, list] = {}
@@ -364,20 +372,13 @@ class UnitManager(Manager):
             else:
                 self._unbound.append(u)   # early binding to a pilot not added (yet)
         if free:
-            # the manager's policy (binding.py) picks the pilots, or None: wait; no
-            # more than it could bind now are offered (the rest wait in order)
-            rooms = [self._room(p) for p in live]
-            limit = self._policy.limit(rooms)
-            if limit < len(free):
-                cut = int(limit)
-                self._unbound.extend(free[cut:])
-                free = free[:cut]
             for u, uid in zip(free, self._policy.bind(
                     [need_of(u._description) for u in free], rooms)):
                 if uid is None:
                     self._unbound.append(u)
                 else:
                     batches.setdefault(by_uid[uid], []).append(u)
+        self._unbound.extend(rest)
         for pilot, group in batches.items():
             for u in group:
                 u._pilot = pilot
@@ -387,7 +388,7 @@ class UnitManager(Manager):
             again = [u.uid for u in group if u._description.restartable]
             if again:
                 self._restartable.setdefault(pilot.uid, set()).update(again)
-            if self._staging:
+            if self._staging.plans:
                 group = self._staging.stage_in(pilot, group, now)
             self._advance([(u, steps) for u in group])
             pilot._send_units([wire.unit_form(u) for u in group])
@@ -462,8 +463,8 @@ class UnitManager(Manager):
                 if outcome:
                     unit._outcome = Outcome.from_wire(outcome)
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
-                    if self._staging and self._staging.plans.get(uid) is not None \
-                            and self._staging.plans[uid].client_out:
+                    plans = self._staging.plans
+                    if plans and uid in plans and self._staging.stages_out(uid):
                         items.append((unit, steps))   # done on the staging thread
                         staged_out.append(unit)
                         continue
@@ -471,9 +472,8 @@ class UnitManager(Manager):
                     steps = [*steps, (states.UMGR_STAGING_OUTPUT, now), (states.DONE, now)]
                 items.append((unit, steps))
             self._advance(items)
-            for unit in staged_out:
-                if not unit.is_final:
-                    self._staging.stage_out(unit)
+            if staged_out:
+                self._staging.stage_out([u for u in staged_out if not u.is_final])
 
     def _pilot_final(self, pilot: Any, cause: str) -> None:
         """Move the units a pilot never started to the other pilots; fail the rest
@@ -482,7 +482,7 @@ class UnitManager(Manager):
             uids = self._by_pilot.get(pilot.uid, set())
             staging = self._staging
             lost = [self._units[uid] for uid in uids if not self._units[uid].is_final
-                    and not (staging and staging.in_client(uid)
+                    and not (staging.plans and staging.in_client(uid)
                              and self._units[uid]._state == states.UMGR_STAGING_OUTPUT)]
             if not lost and pilot.uid not in self._restartable:
                 return
@@ -531,14 +531,15 @@ class UnitManager(Manager):
                 ended.append(u)
                 if u._outcome is None:    # it ended without reaching an agent
                     u._outcome = Outcome(_ENDING[state])
-                if self._staging:
+                if self._staging.plans:
                     self._staging.ended(u)
                 if u._pilot is not None:
                     self._by_pilot[u._pilot.uid].discard(u.uid)
                     if self._late:
                         self._hold(u._pilot.uid, [u], -1)
                         freed = True
-                results.append((u.pilot, u.exit_code, u.stdout, u.stderr, u.uid))
+                o = u._outcome
+                results.append((u.pilot, o.exit_code, o.stdout, o.stderr, u.uid))
             elif value(state) >= _EXECUTING_VALUE:
                 queued.discard(u.uid)
         if results:

@@ -61,9 +61,6 @@ class UnitStaging:
         """The owning manager's session."""
         return self._umgr.session
 
-    def __bool__(self) -> bool:
-        return bool(self.plans)
-
     def add(self, staged: list[tuple[str, Any]]) -> None:
         """Keep the plans of new units: ``[(uid, plan), ...]``."""
         self.plans.update(staged)
@@ -95,17 +92,18 @@ class UnitStaging:
             pilot._send_units([self._wired(u) for u in to_agent])
         return plain
 
-    def stage_out(self, unit: Any) -> bool:
-        """Queue a unit whose agent part ended for client-side output staging; False
-        if it has none (it is done)."""
-        plan = self.plans.get(unit.uid)
-        if plan is None or not plan.client_out:
-            return False
-        self._queue("out", [unit])
-        return True
+    def stages_out(self, uid: str) -> bool:
+        """Whether the client stages this unit's output (when its agent part ended)."""
+        plan = self.plans.get(uid)
+        return plan is not None and bool(plan.client_out)
+
+    def stage_out(self, units: list) -> None:
+        """Queue units whose agent part ended for client-side output staging."""
+        self._queue("out", units)
 
     def ended(self, unit: Any) -> None:
-        """Forget a final unit; its input warnings go into its stderr."""
+        """Forget a final unit (it has an outcome); its input warnings go into its
+        stderr."""
         uid = unit.uid
         self.plans.pop(uid, None)
         self._in_client.discard(uid)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 from rp_executor.constants import SCHEDULER_BACKFILLING, SCHEDULER_ROUND_ROBIN
 
@@ -30,9 +30,9 @@ __all__ = ["Need", "need_of", "PilotRoom", "UmgrScheduler", "RoundRobin", "Backf
            "BlockCapacity", "UMGR_SCHEDULERS", "make_umgr_scheduler"]
 
 
-@dataclass(slots=True, frozen=True)
-class Need:
-    """What one unit holds while it runs: cores and GPUs."""
+class Need(NamedTuple):
+    """What one unit holds while it runs: cores and GPUs (a tuple: one is made per
+    unit bound and freed)."""
 
     cores: int
     gpus: int = 0

@@ -1,9 +1,12 @@
-"""What pilots and units share: the one place where states change, callbacks, waiting.
+"""The lifecycle of pilots and units: the one place where states change, callbacks,
+waiting.
 
 :func:`Manager._advance` is the only way a pilot or unit changes state. It checks the
 order against :mod:`rp_executor.states`, fills skipped states into ``state_history``
-with their timestamps, journals every transition, queues the callbacks (run in order
-on the session's callback thread) and wakes waiters.
+with their timestamps, journals every transition, queues the callbacks and wakes
+waiters. Callbacks run in order on the session's :class:`CallbackThread`, never on an
+I/O thread; they are registered by the rules of :func:`callback_key` and called by
+:func:`invoke`, and one that raises is logged (:func:`call_logged`).
 """
 
 from __future__ import annotations

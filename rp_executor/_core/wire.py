@@ -140,32 +140,33 @@ def decode(frame: bytes) -> list[Any]:
 TO_AGENT = (states.UMGR_SCHEDULING, states.UMGR_STAGING_INPUT_PENDING,
             states.UMGR_STAGING_INPUT, states.AGENT_STAGING_INPUT_PENDING)
 
-_agent_fields: tuple[tuple[str, Any], ...] = ()
+#: What the agent needs of a unit description; the rest (metadata, staging, ...) stays
+#: in the client.
+AGENT_FIELDS = ("executable", "arguments", "environment", "pre_exec", "post_exec", "stdout",
+                "stderr", "cpu_processes", "cpu_process_type", "cpu_threads",
+                "gpu_processes", "name", "sandbox", "priority")
+
+_defaults: dict[type, tuple[tuple[str, Any], ...]] = {}
 
 
-def agent_fields() -> tuple[tuple[str, Any], ...]:
-    """What the agent needs of a description: ``(attribute, default)`` pairs, with
-    the defaults it assumes for missing ones; the rest (metadata, staging, ...) stays
-    in the client."""
-    global _agent_fields
-    if not _agent_fields:   # the description module is the client's: not the agent's
-        from rp_executor.description import ComputeUnitDescription
-        attrs = ComputeUnitDescription._attrs
-        _agent_fields = tuple((name, attrs[name].default) for name in (
-            "executable", "arguments", "environment", "pre_exec", "post_exec", "stdout",
-            "stderr", "cpu_processes", "cpu_process_type", "cpu_threads", "gpu_processes",
-            "name", "sandbox", "priority"))
-    return _agent_fields
+def _agent_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """``(attribute, default)`` of :data:`AGENT_FIELDS` for a description class: the
+    agent assumes the defaults of attributes that are not sent."""
+    pairs = _defaults[cls] = tuple((name, cls._attrs[name].default)
+                                   for name in AGENT_FIELDS)
+    return pairs
 
 
 def unit_form(unit: Any, staging: dict | None = None) -> dict:
     """A unit as its pilot's agent receives it: ``{uid, description}`` with the
-    description's agent fields that differ from the defaults (most units set a few),
-    ``function`` and ``args`` for a function unit (pickled), and the agent's part of
-    its ``staging`` directives, if any."""
-    d = unit._description.__dict__
+    description's :data:`AGENT_FIELDS` that differ from the defaults (most units set a
+    few), ``function`` and ``args`` for a function unit (pickled), and the agent's
+    part of its ``staging`` directives, if any."""
+    description = unit._description
+    d = description.__dict__
+    pairs = _defaults.get(type(description)) or _agent_defaults(type(description))
     wired = {"uid": unit._uid,
-             "description": {k: d[k] for k, default in _agent_fields or agent_fields()
+             "description": {k: d[k] for k, default in pairs
                              if k in d and d[k] != default}}
     if unit._call is not None:
         wired["function"], wired["args"] = unit._call
@@ -379,6 +380,6 @@ def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: st
 
 
 __all__ = ["Hello", "Heartbeat", "UnitStates", "Bye", "Units", "CancelUnits", "CancelPilot",
-           "Withdraw", "Withdrawn", "TO_AGENT", "agent_fields", "unit_form",
+           "Withdraw", "Withdrawn", "TO_AGENT", "AGENT_FIELDS", "unit_form",
            "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
            "ClientChannel", "connect_agent"]
