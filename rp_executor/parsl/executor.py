@@ -202,7 +202,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
                 if not pilot._said_bye:
                     self._sweep(pilot)
         finally:
-            self._umgr.unregister_final_callback(self._completed)
+            if self._umgr is not None:
+                self._umgr.unregister_final_callback(self._completed)
             for name, task in list(self._my_tasks.items()):
                 _settle(task.future, error=UnitFailed(
                     f"{name} ended CANCELED: executor {self.label} shut down first",
