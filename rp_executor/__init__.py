@@ -1,13 +1,14 @@
 """rp_executor: the RADICAL-Pilot API, with pilots as Parsl blocks and units as futures.
 
-``import rp_executor as rp`` gives the names of RADICAL-Pilot's 0.50-era API, and the
-two other doors: the futures door (:mod:`rp_executor.futures`: ``Client``,
-``Future``) and the Parsl door (:mod:`rp_executor.parsl`: ``RPExecutor``). The
-package is imported lazily: the agent imports a few light submodules and must not pay
-for the client's (Parsl, ZMQ threads, ...).
-"""
+``import rp_executor as rp`` gives the names of RADICAL-Pilot's 0.50-era API (its
+classes, states with their legacy names, constants and exceptions), and the two other
+doors: the futures door (:mod:`rp_executor.futures`: ``Client``, ``Future``,
+``as_completed``) and the Parsl door (:mod:`rp_executor.parsl`: ``RPExecutor``).
+``__all__`` lists them all, and ``from rp_executor import *`` gives just those.
 
-from __future__ import annotations
+The package is imported lazily: the agent imports a few light submodules and must not
+pay for the client's (Parsl, ZMQ threads, ...).
+"""
 
 import importlib as _importlib
 
@@ -22,21 +23,35 @@ _EXPORTS = {
     "UnitManager": ".unit_manager", "ComputeUnit": ".unit",
     "ComputeUnitDescription": ".description", "ResourceConfig": ".resource_config",
     "Client": ".futures.client", "Future": ".futures.future",
-    "ClientExecutor": ".futures.executor", "AsCompleted": ".futures.as_completed",
+    "ClientExecutor": ".futures.executor", "AsCompleted": ".futures.completion",
+    "as_completed": ".futures.completion",
     "UnitFailed": ".exceptions", "RPExecutor": ".parsl.executor",
 }
-# every public name of these modules (states, their legacy names, constants, errors)
+# the public names of these modules: states and their legacy names, constants, errors
 _STAR_MODULES = (".states", ".constants", ".exceptions")
+
+
+def _public(module: object) -> list[str]:
+    """A module's public names: its ``__all__``, or its upper-case names that it
+    defines itself (not what it imported, such as ``typing.Callable``)."""
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        return list(names)
+    own = module.__name__
+    return [n for n in dir(module) if not n.startswith("_") and n[:1].isupper()
+            and getattr(getattr(module, n), "__module__", own) == own]
 
 
 def _star_names() -> dict[str, str]:
     names = {}
     for mod in _STAR_MODULES:
-        module = _importlib.import_module(mod, __name__)
-        for name in dir(module):
-            if not name.startswith("_") and (name.isupper() or name[:1].isupper()):
-                names[name] = mod
+        for name in _public(_importlib.import_module(mod, __name__)):
+            names[name] = mod
     return names
 
+
+#: Every public name; listed here so that ``dir()`` and ``import *`` need no import.
+__all__ = sorted({*_EXPORTS, "version", "version_short", "version_detail",
+                  "__version__", *_star_names()})
 
 __getattr__, __dir__ = _lazy.exports(__name__, _EXPORTS, _star_names)

@@ -393,6 +393,10 @@ class ComputePilotDescription(Description):
         Attr("_config", Any, None, doc="agent config name or dict"),
         Attr("input_staging", _Staging, [], convert=_wrap_directive),
         Attr("output_staging", _Staging, [], convert=_wrap_directive),
+        Attr("output", str | None, None, non_empty,
+             doc="file in the pilot sandbox for the agent's stdout (None: the provider's)"),
+        Attr("error", str | None, None, non_empty,
+             doc="file in the pilot sandbox for the agent's stderr (None: the provider's)"),
         Attr("provider", Any, None, share=True, doc="a Parsl ExecutionProvider"),
     )
 

@@ -67,6 +67,13 @@ class PilotManager(Manager):
         """``{uid, cfg}`` as in RADICAL-Pilot."""
         return {"uid": self._uid, "cfg": {}}
 
+    def is_valid(self, term: bool = True) -> bool:
+        """Whether the manager can still be used: open, its session valid, its
+        launcher and watcher threads alive. ``term`` is accepted for RADICAL-Pilot
+        compatibility."""
+        return not self._closed and self._session.is_valid(term) and \
+            self._launcher.is_alive() and self._watcher.is_alive()
+
     # submission ---------------------------------------------------------------------
 
     def submit_pilots(self, descriptions: Any) -> Any:
@@ -262,7 +269,8 @@ class PilotManager(Manager):
             python_path=[os.path.abspath(p) for p in sys.path]
             if session._is_local(pilot) else [],
         ).write(cfg_path)
-        command = providers.agent_command(providers.python_for(rcfg), cfg_path)
+        command = providers.agent_command(providers.python_for(rcfg), cfg_path,
+                                          pd.output, pd.error)
         job_id = provider.submit(command, 1, f"rp.{session.uid}.{pilot.uid}")
         if job_id is None:
             raise RuntimeError(f"provider {type(provider).__name__} is at capacity")
@@ -325,7 +333,7 @@ class PilotManager(Manager):
                 time.sleep(0.2)
                 if p.is_final:
                     continue
-                detail = _job_detail(status)
+                detail = _job_detail(status, p)
                 p.stderr = detail
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"the block ended before the agent said goodbye "
@@ -339,7 +347,7 @@ class PilotManager(Manager):
                 threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
 
 
-def _job_detail(status: Any) -> str:
+def _job_detail(status: Any, pilot: ComputePilot) -> str:
     parts = [f"job state {status.state.name}"]
     if status.exit_code is not None:
         parts.append(f"exit code {status.exit_code}")
@@ -349,6 +357,13 @@ def _job_detail(status: Any) -> str:
         err = status.stderr_summary
     except Exception:  # the provider's files may be gone
         err = None
+    if not err and pilot._description.error and pilot.pilot_sandbox:
+        # the agent's stderr went to the description's error file
+        try:
+            err = Path(pilot.pilot_sandbox, pilot._description.error).read_text(
+                errors="replace")
+        except OSError:
+            err = None
     if err:
         parts.append(f"stderr: {err.strip()[-500:]}")
     return "; ".join(parts)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import itertools
+import json
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -178,10 +180,101 @@ class Session:
         """The session's journal."""
         return self._journal
 
+    @property
+    def dburl(self) -> str:
+        """Where the session's records are: the journal, as an ``sqlite:///`` URL
+        (RADICAL-Pilot's MongoDB URL in its day)."""
+        return f"sqlite:///{self._journal.path}"
+
+    def get_db(self) -> sqlite3.Connection:
+        """A read-only ``sqlite3`` connection to the journal, with everything written
+        so far (RADICAL-Pilot gave its MongoDB database); the caller closes it.
+
+        :raises DatabaseError: the journal could not be written or read.
+        """
+        self._journal.flush()
+        try:
+            return self._journal.connect()
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot read the journal {self._journal.path}: {exc}") \
+                from exc
+
+    def is_valid(self, term: bool = True) -> bool:
+        """Whether the session can still be used: open, with its wire and callback
+        threads alive. ``term`` is accepted for RADICAL-Pilot compatibility (there it
+        closed an invalid session); an invalid session here stays as it is."""
+        return not self._closed and self._channel.alive and self._callbacks.alive
+
+    def inject_metadata(self, metadata: dict) -> None:
+        """Record ``metadata`` (a dict, JSON-serialisable) in the session's journal,
+        as RADICAL-Pilot pushed it onto its session document; each call adds one.
+
+        :raises BadParameter: ``metadata`` is not a dict.
+        """
+        if not isinstance(metadata, dict):
+            raise BadParameter(f"inject_metadata: expected a dict; got "
+                               f"{type(metadata).__name__}: {metadata!r:.200}",
+                               attribute="metadata", value=metadata)
+        self._check_open()
+        self._journal.add_metadata(time.time(), metadata)
+
+    def fetch_json(self, tgt: str | os.PathLike | None = None,
+                   fetch_client: bool = False) -> str:
+        """Write the session as JSON (``<tgt>/<uid>.json``; ``tgt`` defaults to the
+        session directory): the session, its managers, pilots and units as their
+        ``as_dict()`` give them. Returns the file's path. ``fetch_client`` is accepted
+        for RADICAL-Pilot compatibility."""
+        target = Path(tgt) if tgt is not None else self._dir
+        target.mkdir(parents=True, exist_ok=True)
+        data = {**self.as_dict(),
+                "pmgrs": [m.as_dict() for m in self._pmgrs.values()],
+                "umgrs": [m.as_dict() for m in self._umgrs.values()],
+                "pilots": [p.as_dict() for p in list(self._pilots.values())],
+                "units": [u.as_dict() for u in list(self._units.values())]}
+        path = target / f"{self._uid}.json"
+        path.write_text(json.dumps(data, indent=1, default=repr))
+        return str(path)
+
+    def fetch_profiles(self, tgt: str | os.PathLike | None = None,
+                       fetch_client: bool = False) -> list[str]:
+        """Gather the profiles (``*.prof``) of the session's pilot sandboxes into
+        ``<tgt>/<pilot uid>/`` (``tgt`` defaults to the session directory); returns
+        the paths of the gathered files. ``fetch_client`` is accepted for
+        RADICAL-Pilot compatibility."""
+        return self._gather(tgt, ("*.prof",))
+
+    def fetch_logfiles(self, tgt: str | os.PathLike | None = None,
+                       fetch_client: bool = False) -> list[str]:
+        """Gather the logs of the session's pilot sandboxes (``*.log``, the agent's
+        ``output``/``error`` files) into ``<tgt>/<pilot uid>/`` (``tgt`` defaults to
+        the session directory); returns the paths of the gathered files.
+        ``fetch_client`` is accepted for RADICAL-Pilot compatibility."""
+        return self._gather(tgt, ("*.log", "*.out", "*.err"), agent_output=True)
+
+    def _gather(self, tgt: str | os.PathLike | None, patterns: tuple[str, ...],
+                agent_output: bool = False) -> list[str]:
+        import shutil
+        target = Path(tgt) if tgt is not None else self._dir
+        found = []
+        for pilot in list(self._pilots.values()):
+            sandbox = pilot.pilot_sandbox
+            if not sandbox or not os.path.isdir(sandbox):
+                continue
+            names = {pilot._description.output, pilot._description.error} - {None} \
+                if agent_output else set()
+            for path in sorted(Path(sandbox).iterdir()):
+                if path.is_file() and (path.name in names or
+                                       any(path.match(p) for p in patterns)):
+                    dst = target / pilot.uid / path.name
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, dst)
+                    found.append(str(dst))
+        return found
+
     def as_dict(self) -> dict:
         """``{uid, created, connected, closed, dburl, cfg}`` as in RADICAL-Pilot."""
         return {"uid": self._uid, "created": self._created, "connected": self.connected,
-                "closed": self._closed, "dburl": None, "cfg": dict(self._cfg)}
+                "closed": self._closed, "dburl": self.dburl, "cfg": dict(self._cfg)}
 
     def __repr__(self) -> str:
         return f"<Session {self._uid}{' closed' if self._closed else ''}>"

@@ -89,6 +89,11 @@ class UnitManager(Manager):
         """``{uid, cfg}`` as in RADICAL-Pilot."""
         return {"uid": self._uid, "cfg": {"scheduler": self._scheduler}}
 
+    def is_valid(self, term: bool = True) -> bool:
+        """Whether the manager can still be used: open and its session valid.
+        ``term`` is accepted for RADICAL-Pilot compatibility."""
+        return not self._closed and self._session.is_valid(term)
+
     # pilots -------------------------------------------------------------------------
 
     def add_pilots(self, pilots: Any) -> None:

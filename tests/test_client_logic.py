@@ -12,7 +12,7 @@ from collections import namedtuple
 import cloudpickle
 import pytest
 
-from rp_executor.futures.as_completed import AsCompleted
+from rp_executor.futures.completion import AsCompleted
 from rp_executor.futures.client import resource_attributes, token_of
 from rp_executor.futures.dependencies import find_futures, has_futures, rebuild, substitute
 from rp_executor.exceptions import BadParameter

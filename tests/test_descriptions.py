@@ -18,7 +18,8 @@ PILOT_DEFAULTS = {
     "resource": None, "access_schema": None, "runtime": None, "sandbox": None,
     "cores": 0, "gpus": 0, "memory": None, "queue": None, "project": None,
     "cleanup": None, "candidate_hosts": None, "exit_on_error": False, "_config": None,
-    "input_staging": [], "output_staging": [], "provider": None,
+    "input_staging": [], "output_staging": [], "output": None, "error": None,
+    "provider": None,
 }
 
 UNIT_DEFAULTS = {

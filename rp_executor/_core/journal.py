@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
                                   stderr TEXT);
 CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY, kind TEXT, entries TEXT);
+CREATE TABLE IF NOT EXISTS metadata (seq INTEGER PRIMARY KEY, injected REAL, data TEXT);
 """
 
 # seconds the writer waits for more after a first write arrives: a transaction costs
@@ -107,6 +108,24 @@ class Journal:
         self.execute("INSERT OR REPLACE INTO session VALUES (?, ?, ?)",
                      [(uid, created, to_json(cfg))])
 
+    def add_metadata(self, injected: float, data: dict) -> None:
+        """Record a dict of the user's metadata (``Session.inject_metadata``)."""
+        self.execute("INSERT INTO metadata (injected, data) VALUES (?, ?)",
+                     [(injected, to_json(data))])
+
+    def metadata(self) -> list[dict]:
+        """The metadata dicts recorded so far (after a flush), in the order given."""
+        db = self.connect()
+        try:
+            return [json.loads(data) for (data,) in
+                    db.execute("SELECT data FROM metadata ORDER BY seq")]
+        finally:
+            db.close()
+
+    def connect(self) -> sqlite3.Connection:
+        """A new read-only connection to the journal file (the caller closes it)."""
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+
     def add_manager(self, uid: str, kind: str, created: float) -> None:
         """Record a pilot or unit manager (``kind`` is 'pmgr' or 'umgr')."""
         self.execute("INSERT OR REPLACE INTO managers VALUES (?, ?, ?)", [(uid, kind, created)])
@@ -173,7 +192,7 @@ class Journal:
     def transitions(self, uid: str | None = None) -> list[tuple[str, str, str, float]]:
         """Every ``(kind, uid, state, timestamp)`` written so far (after a flush), in
         the order the transitions happened; only those of ``uid`` if given."""
-        db = sqlite3.connect(self.path)
+        db = self.connect()
         try:
             out = []
             for kind, entries in db.execute("SELECT kind, entries FROM transitions "

@@ -375,6 +375,11 @@ class CallbackThread:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread still runs queued calls."""
+        return self._thread.is_alive()
+
     def submit(self, fn: Callable, *args: Any) -> None:
         """Queue ``fn(*args)``."""
         self._queue.put((fn, args))

@@ -58,9 +58,17 @@ def make_provider(rcfg: dict, description: Any, script_dir: Path) -> Any:
     return provider
 
 
-def agent_command(python: str, cfg_path: Path) -> str:
-    """The block's command: start the agent with its config file (0600) as argument."""
-    return f"exec {shlex.quote(python)} -m rp_executor.agent {shlex.quote(str(cfg_path))}"
+def agent_command(python: str, cfg_path: Path | str, output: str | None = None,
+                  error: str | None = None) -> str:
+    """The block's command: start the agent with its config file (0600) as argument,
+    its stdout and stderr into the files ``output`` and ``error`` when given (relative
+    ones in the config file's directory, the pilot sandbox)."""
+    command = f"exec {shlex.quote(python)} -m rp_executor.agent {shlex.quote(str(cfg_path))}"
+    for fd, name in ((1, output), (2, error)):
+        if name:
+            path = os.path.join(os.path.dirname(str(cfg_path)), name)
+            command += f" {fd}>{shlex.quote(path)}"
+    return command
 
 
 def python_for(rcfg: dict) -> str:

@@ -255,6 +255,11 @@ class ClientChannel:
         self._thread = threading.Thread(target=self._loop, name="rp-wire", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the I/O thread serves the socket."""
+        return self._running and self._thread.is_alive()
+
     def allow(self, public_key: str) -> None:
         """Admit an agent whose CURVE public key is ``public_key``."""
         self._allowed.add(public_key.encode())

@@ -4,7 +4,7 @@
 * :mod:`.engine`: how futures become units (keys, dependencies, retries, cancel);
 * :mod:`.future`: :class:`~rp_executor.futures.future.Future`, one per task;
 * :mod:`.executor`: a ``concurrent.futures.Executor`` over a client;
-* :mod:`.as_completed`: iterate over futures as they end;
+* :mod:`.completion`: ``as_completed``, iterate over futures as they end;
 * :mod:`.dependencies`: finding futures among arguments and replacing them.
 
 Importing this package imports none of them; its names load on first use.
@@ -16,5 +16,6 @@ from rp_executor._core import lazy as _lazy
 
 __getattr__, __dir__ = _lazy.exports(__name__, {
     "Client": ".client", "Future": ".future", "ClientExecutor": ".executor",
-    "AsCompleted": ".as_completed", "UnitFailed": "rp_executor.exceptions",
+    "AsCompleted": ".completion", "as_completed": ".completion",
+    "UnitFailed": "rp_executor.exceptions",
 })

@@ -45,7 +45,7 @@ import cloudpickle
 from rp_executor._core.lifecycle import check_open
 from rp_executor.description import ComputeUnitDescription
 from rp_executor.exceptions import BadParameter
-from rp_executor.futures.as_completed import AsCompleted
+from rp_executor.futures.completion import AsCompleted
 from rp_executor.futures.dependencies import find_futures, rebuild, substitute
 from rp_executor.futures.engine import TaskEngine, resource_attributes, token_of
 from rp_executor.futures.future import Future
@@ -296,7 +296,7 @@ class Client(TaskEngine):
     def as_completed(self, futures: Iterable[cf.Future] | None = None,
                      with_results: bool = False, raise_errors: bool = True,
                      timeout: float | None = None) -> AsCompleted:
-        """An :class:`~rp_executor.futures.as_completed.AsCompleted` over ``futures``."""
+        """An :class:`~rp_executor.futures.completion.AsCompleted` over ``futures``."""
         return AsCompleted(futures, with_results=with_results, raise_errors=raise_errors,
                            timeout=timeout)
 

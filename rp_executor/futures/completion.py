@@ -1,4 +1,4 @@
-"""as_completed: iterate over futures in the order they end, adding more on the way.
+"""Completion order: iterate over futures in the order they end, adding more on the way.
 
 Dask's ``as_completed`` for this package's futures (and any other
 ``concurrent.futures.Future``): an iterator that one may :meth:`~AsCompleted.add`
@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Iterable, Iterator
 
-__all__ = ["AsCompleted"]
+__all__ = ["AsCompleted", "as_completed"]
 
 
 class AsCompleted:
@@ -144,3 +144,8 @@ class AsCompleted:
                 raise exc
             return future, exc
         return future, future.result()
+
+
+as_completed = AsCompleted
+"""Dask's name for :class:`AsCompleted`: ``as_completed(futures, with_results=False,
+raise_errors=True, timeout=None)``."""
