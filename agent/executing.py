@@ -3,10 +3,13 @@
 RP's POPEN executor (``agent/executing/popen.py``) without its watcher thread:
 the agent's loop calls ``launch``, which starts the unit's process and returns
 once it has exec'd, and, when SIGCHLD (or ``reap_timeout``) wakes it, ``reap``.
-A unit's command follows RP's semantics: the executable and its arguments are
-shell text on one command line.  When nothing in them is special to the shell
-and there are no ``pre_exec``/``post_exec`` lines, the argv is exec'd directly,
-which gives the same result without starting a shell.
+A unit's command follows RP 0.50's rule (:mod:`.arguments`): the executable goes
+on one bash command line as it is, and each argument in double quotes (``$VAR``
+expands, spaces stay inside it) unless it is empty (dropped), a redirection or
+control operator, a glob, or wrapped in single quotes (then it passes as it is).
+When that line means the same as the argv exec'd without a shell and there are no
+``pre_exec``/``post_exec`` lines, the argv is exec'd directly
+(:func:`.arguments.direct_argv`), which saves starting a shell.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .arguments import command_line, direct_argv
 from .launch_methods import LaunchError, LaunchMethods
 from .output import MAX_IO_LOGLENGTH, SHORTENED, tail
 from .scheduler import Slots
@@ -34,17 +37,6 @@ __all__ = ["Finished", "ForkExecutor", "tail", "MAX_IO_LOGLENGTH", "SHORTENED", 
 
 KILL_GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL when a unit is canceled."""
-
-# Words the shell would treat differently from a program of that name; these
-# executables always go through bash.
-_SHELL_WORDS = frozenset(
-    "alias bg bind break builtin caller case cd command compgen complete continue coproc "
-    "declare dirs disown do done elif else enable esac eval exec exit export fc fg fi for "
-    "function getopts hash help history if in jobs let local logout mapfile popd pushd read "
-    "readarray readonly return select set shift shopt source suspend then time times trap "
-    "type typeset ulimit umask unalias unset until wait while".split()
-)
-_PLAIN = re.compile(r"[A-Za-z0-9_\-+=.,/:@%^]+")
 
 # the units' output files: created, truncated, not inherited by other children
 _OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
@@ -256,11 +248,11 @@ class ForkExecutor:
         exe = descr.get("executable")
         if not exe or not isinstance(exe, str):
             raise ValueError(f"'executable' must be a non-empty string, got {exe!r}")
-        args = [str(a) for a in descr.get("arguments") or []]
+        args = list(descr.get("arguments") or [])
         pre = list(descr.get("pre_exec") or [])
         post = list(descr.get("post_exec") or [])
-        if not pre and not post and _direct(exe, args):
-            return [exe, *args]
+        if not pre and not post and (argv := direct_argv(exe, args)) is not None:
+            return argv
         script = f"{sandbox}/{uid}.sh"
         with open(script, "w") as f:
             f.write(_script(sandbox, exe, args, pre, post))
@@ -391,23 +383,16 @@ def _make_sandbox(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def _direct(exe: str, args: list[str]) -> bool:
-    """Whether ``exe args`` means the same exec'd directly as on a shell line."""
-    if "=" in exe or exe in _SHELL_WORDS or not _PLAIN.fullmatch(exe):
-        return False
-    return all(_PLAIN.fullmatch(a) for a in args)
-
-
 def _guarded(kind: str, cmd: str) -> str:
     # braces keep `export`/`cd`/`source` in this shell; the newline ends a trailing comment
     msg = shlex.quote(f"{kind} failed: {cmd}")
     return f"{{\n{cmd}\n}} || {{ echo {msg} >&2; exit 1; }}\n"
 
 
-def _script(sandbox: str, exe: str, args: list[str], pre: list[str], post: list[str]) -> str:
+def _script(sandbox: str, exe: str, args: list[Any], pre: list[str], post: list[str]) -> str:
     lines = ["#!/bin/bash\n", f"cd {shlex.quote(sandbox)} || exit 1\n"]
     lines += [_guarded("pre_exec", str(c)) for c in pre]
-    lines.append(" ".join([exe, *args]) + "\n")
+    lines.append(command_line(exe, args) + "\n")
     lines.append("RETVAL=$?\n")
     lines += [_guarded("post_exec", str(c)) for c in post]
     lines.append("exit $RETVAL\n")

@@ -9,7 +9,10 @@ in ``LAUNCH_METHODS``; the resource config picks one for plain units
 :class:`LaunchMethods` chooses between them per unit.
 
 A method is built once per agent and called for every unit it launches, so
-``command`` must not change the method's state.
+``command`` must not change the method's state.  The argv a method gets already
+carries the unit's arguments under RP 0.50's quoting rule (:mod:`.arguments`): either
+the literal words or ``/bin/bash <unit script>``; methods put it on their own argv as
+a list, never as shell text, so that the wrapped command keeps its meaning.
 """
 
 from __future__ import annotations

@@ -85,16 +85,18 @@ def test_unit_environment_has_rp_variables_and_the_description_environment(ex):
     assert words[5].endswith("/pilot/unit.000001")
 
 
-def test_arguments_are_shell_text_so_variables_expand(ex):
+def test_arguments_are_double_quoted_so_variables_expand(ex):
     # RP's example: /bin/echo with argument '$RP_UNIT_ID greets $TEST'
     res = run_one(ex, unit("unit.000002", "/bin/echo", "$RP_UNIT_ID greets $TEST",
                            environment={"TEST": "world"}))
     assert res.stdout == "unit.000002 greets world\n"
 
 
-def test_quoted_arguments_keep_their_spaces(ex):
+def test_single_quoted_arguments_pass_and_inner_double_quotes_are_kept(ex):
+    # RP 0.50 double-quotes every argument not wrapped in single quotes, escaping
+    # the '"' inside: '"c  d"' reaches echo with its quotes
     res = run_one(ex, unit("unit.000003", "/bin/echo", "'a   b'", '"c  d"'))
-    assert res.stdout == "a   b c  d\n"
+    assert res.stdout == 'a   b "c  d"\n'
 
 
 def test_plain_arguments_run_without_a_shell_script(ex):
