@@ -49,6 +49,10 @@ POSIX = "POSIX"
 """Process or thread type: plain processes or threads."""
 MPI = "MPI"
 """Process type: an MPI program."""
+FUNC = "FUNC"
+"""Process type: a Python callable named by ``executable`` (``"math.exp"``), called
+with ``arguments`` in a warm worker after the ``pre_exec`` lines ran there as Python
+statements; ``str(result)`` is the unit's stdout."""
 OpenMP = "OpenMP"
 """Thread type: OpenMP threads (``OMP_NUM_THREADS`` is set)."""
 CUDA = "CUDA"

@@ -44,8 +44,10 @@ from rp_executor.exceptions import BadParameter
 
 log = logging.getLogger(__name__)
 
-#: Values of ``cpu_process_type`` and ``gpu_process_type`` ('' means POSIX).
+#: Values of ``gpu_process_type`` ('' means POSIX).
 PROCESS_TYPES = ("", "POSIX", "MPI")
+#: Values of ``cpu_process_type``: also FUNC, a callable named by ``executable``.
+CPU_PROCESS_TYPES = (*PROCESS_TYPES, "FUNC")
 #: Values of ``cpu_thread_type`` ('' means POSIX).
 CPU_THREAD_TYPES = ("", "POSIX", "OpenMP")
 #: Values of ``gpu_thread_type`` ('' means POSIX).
@@ -419,6 +421,7 @@ def _function_check(value: Any) -> str | None:
 
 
 _IMPORTABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_CALLABLE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class ComputeUnitDescription(Description):
@@ -437,12 +440,13 @@ class ComputeUnitDescription(Description):
              doc="a Python callable, or 'module:name' of an importable one"),
         Attr("args", list | tuple, [], share=True, doc="positional arguments of function"),
         Attr("kwargs", dict[str, Any], {}, share=True, doc="keyword arguments of function"),
-        Attr("arguments", list[str], []),
+        Attr("arguments", list[str | int | float], [],
+             doc="strings (numbers become strings); a FUNC unit's positional arguments"),
         Attr("environment", dict[str, str], {}),
         Attr("name", str | None, None),
         Attr("kernel", str | None, None),
         Attr("cpu_processes", int, 1, at_least(1)),
-        Attr("cpu_process_type", str, "", one_of(*PROCESS_TYPES), convert=_mpi_quirk),
+        Attr("cpu_process_type", str, "", one_of(*CPU_PROCESS_TYPES), convert=_mpi_quirk),
         Attr("cpu_threads", int, 1, at_least(1)),
         Attr("cpu_thread_type", str, "", one_of(*CPU_THREAD_TYPES)),
         Attr("gpu_processes", int, 0, at_least(0)),
@@ -475,6 +479,13 @@ class ComputeUnitDescription(Description):
 
     def _validate_whole(self) -> None:
         peek = self._peek
+        if peek("cpu_process_type") == "FUNC":
+            if peek("function") is not None:
+                self._fail("function", peek("function"), "cannot be set for a FUNC unit: "
+                           "its 'executable' names the callable")
+            if peek("executable") and not _CALLABLE_NAME.match(peek("executable")):
+                self._fail("executable", peek("executable"), "must name a callable for a "
+                           "FUNC unit, such as 'math.exp' or 'mymodule.work'")
         if peek("function") is not None and peek("executable"):
             self._fail("function", peek("function"),
                        "cannot be set together with 'executable': a unit runs one or the other")
@@ -485,6 +496,6 @@ class ComputeUnitDescription(Description):
 
 __all__ = [
     "Attr", "Alias", "Description", "ComputePilotDescription", "ComputeUnitDescription",
-    "PROCESS_TYPES", "CPU_THREAD_TYPES", "GPU_THREAD_TYPES", "at_least", "one_of",
+    "PROCESS_TYPES", "CPU_PROCESS_TYPES", "CPU_THREAD_TYPES", "GPU_THREAD_TYPES", "at_least", "one_of",
     "non_empty",
 ]

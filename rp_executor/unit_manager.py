@@ -14,7 +14,8 @@ from rp_executor._core.calls import dump_call
 from rp_executor._core.gcpause import paused_gc
 from rp_executor._core.journal import description_json
 from rp_executor._core.lifecycle import Manager, check_callable
-from rp_executor.constants import SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS, WAIT_QUEUE_SIZE
+from rp_executor.constants import (FUNC, SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS,
+                                   WAIT_QUEUE_SIZE)
 from rp_executor.description import ComputeUnitDescription
 from rp_executor.exceptions import BadParameter
 from rp_executor.outcome import Ending, Outcome
@@ -210,7 +211,8 @@ class UnitManager(Manager):
                 # a dict is checked as it is converted: its errors name the index too
                 d = (ComputeUnitDescription(d) if type(d) is dict else d)._snapshot()
                 d.validate()
-                calls.append(dump_call(d) if d.function is not None else None)
+                calls.append(dump_call(d) if d.function is not None
+                             or d.cpu_process_type == FUNC else None)
                 plans.append(plan_of(d, self._session)
                              if d.input_staging or d.output_staging else None)
             except BadParameter as exc:

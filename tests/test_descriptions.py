@@ -195,7 +195,7 @@ def test_ints_with_bool_are_rejected_but_bool_attributes_take_bools():
 
 def _mutated_arguments():
     d = CUD(executable="/bin/true")
-    d.arguments.append(3)
+    d.arguments.append({"not": "an argument"})
     d.validate()
 
 
@@ -223,7 +223,7 @@ INVALID = [
     ("unknown_cpu_thread_type", lambda: CUD(cpu_thread_type="CUDA"), "cpu_thread_type", "CUDA"),
     ("unknown_gpu_thread_type", lambda: CUD(gpu_thread_type="cuda"), "gpu_thread_type", "cuda"),
     ("arguments_as_str", lambda: CUD(arguments="-l -a"), "arguments", "-l -a"),
-    ("non_str_argument", lambda: CUD(arguments=["a", 1]), "arguments", ["a", 1]),
+    ("non_scalar_argument", lambda: CUD(arguments=["a", None]), "arguments", ["a", None]),
     ("non_str_pre_exec", lambda: CUD(pre_exec=["ok", None]), "pre_exec", ["ok", None]),
     ("non_str_env_value", lambda: CUD(environment={"A": 1}), "environment", {"A": 1}),
     ("non_str_env_key", lambda: CUD(environment={1: "a"}), "environment", {1: "a"}),
@@ -238,7 +238,7 @@ INVALID = [
     ("bad_cores_alias", lambda: _alias("cores", 0), "cores", 0),
     ("bad_mpi_alias", lambda: _alias("mpi", "yes"), "mpi", "yes"),
     ("missing_executable", lambda: CUD(arguments=["x"]).validate(), "executable", None),
-    ("in_place_mutation", _mutated_arguments, "arguments", [3]),
+    ("in_place_mutation", _mutated_arguments, "arguments", [{"not": "an argument"}]),
     ("zero_runtime", lambda: CPD(runtime=0), "runtime", 0),
     ("negative_runtime", lambda: CPD(runtime=-5), "runtime", -5),
     ("negative_pilot_cores", lambda: CPD(cores=-1), "cores", -1),
@@ -292,7 +292,7 @@ def test_message_lists_allowed_enum_values():
 
 def test_long_values_are_truncated_in_messages():
     with pytest.raises(BadParameter) as info:
-        CUD(arguments=["y" * 1000, 1])
+        CUD(arguments=["y" * 1000, None])
     assert len(str(info.value)) < 400
 
 

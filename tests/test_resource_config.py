@@ -11,7 +11,7 @@ from rp_executor.exceptions import BadParameter, DoesNotExist
 from rp_executor.resource_config import ResourceConfig, ResourceRegistry
 
 # the configs shipped in rp_executor/configs/
-BUILTIN = ["local.localhost", "lsf.template", "pbspro.template", "slurm.localhost"]
+BUILTIN = ["local.localhost", "local.localhost_funcs", "lsf.template", "pbspro.template", "slurm.localhost"]
 
 
 @pytest.fixture

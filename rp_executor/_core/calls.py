@@ -111,12 +111,73 @@ def _short(value: Any) -> str:
 
 
 def dump_call(description: Any) -> tuple[bytes | str, bytes]:
-    """A function unit's function and arguments, pickled.
+    """A function unit's function and arguments, pickled; for a FUNC unit (RADICAL-
+    Pilot's ``cpu_process_type=FUNC``) a :class:`FuncCall` of its ``executable``,
+    ``arguments`` and ``pre_exec``.
 
     :raises BadParameter: the function or an argument cannot be pickled (naming it).
     """
     d = description
+    if d.function is None:
+        call = FuncCall(d.executable, list(d.arguments), list(d.pre_exec))
+        return pickle.dumps(call, protocol=_PROTOCOL), _NO_ARGS
     return dump_function(d.function), dump_arguments(d.args, d.kwargs)
+
+
+class FuncCall:
+    """A FUNC unit as RADICAL-Pilot ran it, in a warm worker: the ``pre_exec`` lines
+    run first as Python statements (``"import math"``), then the callable ``name``
+    (``"math.exp"``, ``"mymodule.work"``: looked up among the names the statements
+    made, else imported) is called with ``arguments``. ``str(result)`` goes to stdout
+    and an exception's traceback to stderr, which the worker captures for the unit.
+    """
+
+    __slots__ = ("name", "arguments", "pre_exec")
+
+    def __init__(self, name: str, arguments: list, pre_exec: list[str]) -> None:
+        self.name, self.arguments, self.pre_exec = name, arguments, pre_exec
+
+    def __call__(self) -> Any:
+        import sys
+        import traceback
+        namespace: dict[str, Any] = {}
+        try:
+            for line in self.pre_exec:
+                exec(line, namespace)
+            result = _resolve(self.name, namespace)(*self.arguments)
+        except BaseException:
+            traceback.print_exc()   # into the unit's stderr
+            raise
+        sys.stdout.write(str(result))
+        return result
+
+    def __reduce__(self) -> tuple:
+        return FuncCall, (self.name, self.arguments, self.pre_exec)
+
+    def __repr__(self) -> str:
+        return f"<FUNC call of {self.name}>"
+
+
+def _resolve(name: str, namespace: dict[str, Any]) -> Callable:
+    """The object a dotted ``name`` names: from ``namespace`` if its first part is
+    there, else from the longest importable module prefix, else a builtin."""
+    import builtins
+    import importlib
+    parts = name.split(".")
+    if parts[0] in namespace:
+        obj, rest = namespace[parts[0]], parts[1:]
+    else:
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                obj, rest = importlib.import_module(".".join(parts[:i])), parts[i:]
+                break
+            except ImportError:
+                continue
+        else:
+            obj, rest = builtins, parts
+    for part in rest:
+        obj = getattr(obj, part)
+    return obj
 
 
 def load_result(data: bytes | None, path: str | None) -> Any:
