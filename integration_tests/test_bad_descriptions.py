@@ -14,7 +14,7 @@ from support import echo, sleep
 
 def _in_place_bad_arguments():
     d = echo("x")
-    d.arguments.append(5)  # set in place, so only submit's validation can see it
+    d.arguments.append(None)  # set in place, so only submit's validation can see it
     return d
 
 
