@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = AgentConfig.read(path)
     os.unlink(path)  # the secret lives in the agent's memory only from now on
     os.chdir(cfg.sandbox)
-    logging.basicConfig(filename=os.path.join(cfg.sandbox, "agent.log"),
+    log_path = os.path.join(cfg.sandbox, "agent.log")
+    os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT, 0o600))   # owner only
+    logging.basicConfig(filename=log_path,
                         level=cfg.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile = os.environ.get("RP_EXECUTOR_AGENT_PROFILE")

@@ -102,3 +102,40 @@ def test_pilot_callbacks_see_every_state_once_in_order(session, pmgr):
     stamps = [t for _, t in history]
     assert stamps == sorted(stamps), history
     assert threads and "rp-wire" not in threads and threading.main_thread().name not in threads
+
+
+@pytest.mark.timeout(120)
+def test_every_callback_of_a_state_reached_before_close_has_run_when_close_returns(
+        tmp_path, monkeypatch):
+    import time
+    monkeypatch.chdir(tmp_path)
+    session = rp.Session()
+    done: list[str] = []
+
+    def slow(unit, state):
+        time.sleep(0.0005)   # a callback that takes its time, as users' do
+        if state == rp.DONE:
+            done.append(unit.uid)
+
+    try:
+        pilot = rp.PilotManager(session).submit_pilots(rp.ComputePilotDescription(
+            resource="local.localhost", cores=2, runtime=10))
+        umgr = rp.UnitManager(session)
+        umgr.add_pilots(pilot)
+        umgr.register_callback(slow)
+        units = umgr.submit_units([rp.ComputeUnitDescription(function=len, args=[[i]])
+                                   for i in range(2000)])
+        assert set(umgr.wait_units(timeout=90)) == {rp.DONE}
+    finally:
+        session.close()
+    assert sorted(done) == sorted(u.uid for u in units)
+
+
+def test_the_session_directory_and_journal_are_the_owners_only(tmp_path, monkeypatch):
+    import os
+    import stat
+    monkeypatch.chdir(tmp_path)
+    with rp.Session() as session:
+        assert stat.S_IMODE(os.stat(session.path).st_mode) == 0o700
+        journal = os.path.join(session.path, "session.sqlite")
+        assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600

@@ -64,7 +64,7 @@ def _session_uid(base: Path) -> tuple[str, Path]:
             except FileExistsError:
                 continue  # taken by a session elsewhere on this host
         try:
-            path.mkdir(parents=True)
+            path.mkdir(mode=0o700, parents=True)
             return uid, path
         except FileExistsError:
             continue
@@ -120,7 +120,8 @@ class Session:
                 self._uid, self._dir = _session_uid(base)
             else:
                 self._uid, self._dir = uid, base / uid
-                self._dir.mkdir(parents=True, exist_ok=True)
+                self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self._dir, 0o700)   # the journal and keys live here: owner only
         except OSError as exc:
             raise DatabaseError(f"cannot create the session directory in {base}: {exc}") \
                 from exc

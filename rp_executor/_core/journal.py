@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import reprlib
 import sqlite3
@@ -79,12 +80,16 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
+            # owner only: it holds units' environments (SQLite gives its -wal and -shm
+            # files the database file's mode)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)
             self._db = sqlite3.connect(self.path, check_same_thread=False,
                                        isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise DatabaseError(f"cannot create the session journal {self.path}: {exc}") from exc
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._hurry = threading.Event()    # a flush or close waits: stop gathering

@@ -237,12 +237,12 @@ class Manager:
                 fired.append((obj, names))
         if rows:
             self._session._journal.add_transitions(rows)
-            if self._callbacks[self._metrics[0]]:
-                todo = fired
-            else:
-                todo = [item for item in fired if item[0]._callbacks]
+            # the manager's callbacks as they are now: those registered when a state
+            # was reached run for it, also when the manager is closed meanwhile
+            manager_cbs = list(self._callbacks[self._metrics[0]].values())
+            todo = fired if manager_cbs else [item for item in fired if item[0]._callbacks]
             if todo:
-                self._session._callbacks.submit(self._fire, todo)
+                self._session._callbacks.submit(self._fire, todo, manager_cbs)
             changed = [obj for obj, _ in fired]
             self._on_changed(changed)
             self._cond.notify_all()
@@ -252,10 +252,9 @@ class Manager:
     def _on_changed(self, objs: list) -> None:
         """Hook for subclasses, called with the lock held after objects changed."""
 
-    def _fire(self, todo: list[tuple[Stateful, list[str]]]) -> None:
+    def _fire(self, todo: list[tuple[Stateful, list[str]]], manager_cbs: list) -> None:
         # runs on the callback thread: per object, every state in order, and per state
         # the object's callbacks, then the manager's
-        manager_cbs = list(self._callbacks[self._metrics[0]].values())
         for obj, passed in todo:
             cbs = manager_cbs if not obj._callbacks else \
                 [*obj._callbacks.values(), *manager_cbs]
@@ -396,13 +395,16 @@ class CallbackThread:
         self._queue.put((done.set, ()))
         return done.wait(timeout)
 
-    def close(self, timeout: float = 10) -> None:
-        """Run what is queued, then stop the thread."""
-        if threading.current_thread() is self._thread:
-            self._queue.put(None)
-            return
+    def close(self, timeout: float = 600) -> None:
+        """Run what is queued, then stop the thread: every call queued before returns
+        has run (unless one of them takes longer than ``timeout`` seconds in all, which
+        is logged)."""
         self._queue.put(None)
+        if threading.current_thread() is self._thread:
+            return
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("callbacks still run %.0f s after the session closed", timeout)
 
     def _loop(self) -> None:
         while True:
