@@ -55,6 +55,12 @@ def test_invalid_unit_descriptions_raise_naming_the_attribute(umgr, bad, attribu
     ({"resource": "local.localhost", "cores": 1}, "runtime"),
     ({"cores": 1, "runtime": 10}, "resource"),
     ({"resource": "local.localhost", "cores": 1, "runtime": 10, "gpu": 1}, "gpu"),
+    ({"resource": "local.localhost", "cores": 1, "runtime": 10,
+      "access_schema": "bogus"}, "access_schema"),
+    ({"resource": "local.localhost", "cores": 1, "runtime": 10,
+      "provider": "not a provider"}, "provider"),
+    ({"resource": "local.localhost", "cores": 1, "runtime": 10,
+      "provider": object()}, "provider"),
 ])
 def test_invalid_pilot_descriptions_raise_naming_the_attribute(pmgr, umgr, pilot, bad,
                                                                attribute):

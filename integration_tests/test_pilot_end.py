@@ -65,3 +65,27 @@ def test_closing_the_session_leaves_no_process(tmp_path, monkeypatch):
     assert not any(alive(a.pid) for a in agents)
     assert all(u.state in rp.FINAL for u in units), [u.state for u in units]
     assert [p.state for p in pilots] == [rp.CANCELED] * 2
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_agent_and_its_workers_do_not_outlive_the_session(tmp_path, monkeypatch):
+    import signal
+
+    import psutil
+
+    from support import alive, assert_no_session_processes
+    monkeypatch.chdir(tmp_path)
+    session = rp.Session(cfg={"heartbeat_timeout": 3.0})
+    try:
+        pilot = rp.PilotManager(session).submit_pilots(rp.ComputePilotDescription(
+            resource="local.localhost", cores=2, runtime=10))
+        assert pilot.wait(rp.PMGR_ACTIVE, timeout=60) == rp.PMGR_ACTIVE, pilot.log
+        agent = psutil.Process(pilot.resource_details["pid"])
+        workers = agent.children(recursive=True)
+        assert workers, "the agent has its warm workers"
+        agent.send_signal(signal.SIGSTOP)          # hung: no heartbeats, no Bye
+        assert pilot.wait(timeout=60) == rp.FAILED
+    finally:
+        session.close()
+    assert not alive(agent.pid) and not any(alive(w.pid) for w in workers)
+    assert_no_session_processes(session.uid)

@@ -104,6 +104,14 @@ class PilotManager(Manager):
             if d.input_staging or d.output_staging:
                 _check_pilot_staging(d, i)
             self._session._resources.get(d.resource)  # raises DoesNotExist with suggestions
+            if d.access_schema is not None:
+                try:
+                    self._session._resources.get(d.resource, d.access_schema)
+                except BadParameter as exc:
+                    raise BadParameter(f"descriptions[{i}].access_schema: {exc}",
+                                       attribute="access_schema",
+                                       value=d.access_schema) from exc
+            _check_provider(d, i)
             checked.append(d)
         now = time.time()
         pilots = [ComputePilot(self._session._next_id("pilot", 4), self, d) for d in checked]
@@ -367,6 +375,30 @@ def _job_detail(status: Any, pilot: ComputePilot) -> str:
     if err:
         parts.append(f"stderr: {err.strip()[-500:]}")
     return "; ".join(parts)
+
+
+def _check_provider(d: ComputePilotDescription, index: int) -> None:
+    """A description's ``provider``: None, a Parsl ExecutionProvider (an object with
+    ``submit``, ``status`` and ``cancel``) or the name of a class of
+    ``parsl.providers``; anything else raises BadParameter naming it."""
+    provider = d.provider
+    if provider is None:
+        return
+    if isinstance(provider, str):
+        import parsl.providers
+        known = sorted(n for n in dir(parsl.providers) if n.endswith("Provider"))
+        if provider not in known:
+            raise BadParameter(f"descriptions[{index}].provider: got {provider!r}; a name "
+                               f"must be one of {', '.join(known)}", attribute="provider",
+                               value=provider)
+        return
+    missing = [m for m in ("submit", "status", "cancel")
+               if not callable(getattr(provider, m, None))]
+    if missing:
+        raise BadParameter(f"descriptions[{index}].provider: got {provider!r} "
+                           f"({type(provider).__name__}), which has no {', '.join(missing)}; "
+                           "allowed: a Parsl ExecutionProvider, the name of one, or None",
+                           attribute="provider", value=provider)
 
 
 def _check_pilot_staging(d: ComputePilotDescription, index: int) -> None:

@@ -29,17 +29,18 @@ def make_provider(rcfg: dict, description: Any, script_dir: Path) -> Any:
     """The Parsl provider that launches a pilot's block.
 
     A provider handed in with the description (``description.provider``) is used as
-    is; otherwise the resource config names the provider class and its arguments,
+    is; otherwise the description or the resource config names the provider class
+    (``description.provider`` as a name wins) and the config gives its arguments,
     and the description sizes and names the block (:func:`batch.provider_kwargs`).
     The agent owns its whole allocation, so the block runs one agent through
     Parsl's ``SimpleLauncher``.
     """
     provider = description.provider
-    if provider is None:
+    if provider is None or isinstance(provider, str):   # built here, by name
         import parsl.providers
         from parsl.launchers import SimpleLauncher
 
-        name = rcfg.get("provider") or "LocalProvider"
+        name = provider or rcfg.get("provider") or "LocalProvider"
         cls = getattr(parsl.providers, name, None)
         if cls is None:
             from rp_executor.exceptions import BadParameter
@@ -79,17 +80,22 @@ def python_for(rcfg: dict) -> str:
 def sweep_local_processes(session_id: str, pilot_id: str, sandbox: str | None) -> int:
     """Kill processes on this machine that a pilot started and left behind.
 
-    Used when an agent died without cleaning up (SIGKILL): its units carry
-    ``RP_SESSION_ID``, ``RP_PILOT_ID`` and ``RP_PILOT_SANDBOX`` in their environment,
-    and all three must match, so that another session that happens to reuse the uid
-    is left alone. Returns how many processes were killed.
+    Used when an agent died without cleaning up (SIGKILL), or hangs (SIGSTOP): its
+    units carry ``RP_SESSION_ID``, ``RP_PILOT_ID`` and ``RP_PILOT_SANDBOX`` in their
+    environment, and all three must match, so that another session that happens to
+    reuse the uid is left alone; the agent itself and its workers are
+    ``python -m rp_executor.agent...`` with an argument in the pilot's sandbox. They
+    get SIGKILL, which also ends stopped processes. Returns how many were killed.
     """
     import psutil
 
     me = os.getpid()
     victims = []
-    for proc in psutil.process_iter(["pid"]):
+    for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.pid == me:
+            continue
+        if _is_agent_of(proc.info.get("cmdline") or [], sandbox):
+            victims.append(proc)
             continue
         try:
             env = proc.environ()
@@ -109,6 +115,17 @@ def sweep_local_processes(session_id: str, pilot_id: str, sandbox: str | None) -
         log.info("killed %d leftover process(es) of %s %s", len(victims), session_id,
                  pilot_id)
     return len(victims)
+
+
+def _is_agent_of(cmdline: list[str], sandbox: str | None) -> bool:
+    """Whether ``cmdline`` is the agent (or a worker) of the pilot in ``sandbox``."""
+    if not sandbox or "-m" not in cmdline:
+        return False
+    module = cmdline[cmdline.index("-m") + 1] if cmdline.index("-m") + 1 < len(cmdline) \
+        else ""
+    prefix = sandbox.rstrip("/") + "/"
+    return module.startswith("rp_executor.agent") and \
+        any(arg == sandbox or arg.startswith(prefix) for arg in cmdline)
 
 
 def wait_terminal(provider: Any, job_id: str, timeout: float) -> bool:
