@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import posixpath
 import logging
 import re
 import typing
@@ -420,6 +421,18 @@ def _function_check(value: Any) -> str | None:
     return "must be a callable or an importable 'module:name' string"
 
 
+def _unit_sandbox(value: Any) -> str | None:
+    if value is None:
+        return None
+    problem = non_empty(value)
+    if problem:
+        return problem
+    if not value.startswith("/") and \
+            posixpath.normpath(value).split("/")[0] == "..":
+        return "must stay inside the pilot sandbox when relative (no '..' out of it)"
+    return None
+
+
 _IMPORTABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _CALLABLE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -457,7 +470,8 @@ class ComputeUnitDescription(Description):
         Attr("mem_per_process", int, 0, at_least(0), doc="MB"),
         Attr("tag", str | None, None, doc="uid of an earlier unit to co-locate with"),
         Attr("tags", dict[str, Any], {}),
-        Attr("sandbox", str | None, None, non_empty),
+        Attr("sandbox", str | None, None, _unit_sandbox,
+             doc="absolute, or relative to the pilot sandbox (and inside it)"),
         Attr("input_staging", _Staging, [], convert=_wrap_directive),
         Attr("output_staging", _Staging, [], convert=_wrap_directive),
         Attr("pre_exec", list[str], []),
