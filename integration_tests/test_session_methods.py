@@ -51,10 +51,15 @@ def test_the_agent_writes_its_output_files_and_fetch_gathers_them(session, pmgr,
     assert unit.wait(timeout=60) == rp.DONE
     for name in ("agent.out", "agent.err"):
         assert os.path.isfile(os.path.join(pilot.pilot_sandbox, name)), name
+    with open(os.path.join(pilot.pilot_sandbox, "agent.prof"), "w") as f:
+        f.write("1.0,sync_abs,agent,MainThread,pilot.0000,PMGR_ACTIVE,\n")
     logs = session.fetch_logfiles()
     assert {os.path.basename(p) for p in logs} >= {"agent.log", "agent.out", "agent.err"}
     assert all(p.startswith(os.path.join(session.path, pilot.uid)) for p in logs)
-    assert session.fetch_profiles(tgt=tmp_path / "profiles") == []   # none written yet
+    profiles = session.fetch_profiles(tgt=tmp_path / "profiles")
+    assert profiles == [str(tmp_path / "profiles" / pilot.uid / "agent.prof")]
+    assert open(profiles[0]).read().startswith("1.0,sync_abs")
+    assert "agent.prof" not in {os.path.basename(p) for p in logs}
     dump = json.loads(open(session.fetch_json(tgt=tmp_path)).read())
     assert dump["uid"] == session.uid
     assert [p["uid"] for p in dump["pilots"]] == [pilot.uid]

@@ -50,8 +50,9 @@ def _star_names() -> dict[str, str]:
     return names
 
 
-#: Every public name; listed here so that ``dir()`` and ``import *`` need no import.
-__all__ = sorted({*_EXPORTS, "version", "version_short", "version_detail",
-                  "__version__", *_star_names()})
+_NAMES = {**_star_names(), **_EXPORTS}
 
-__getattr__, __dir__ = _lazy.exports(__name__, _EXPORTS, _star_names)
+#: Every public name; listed here so that ``dir()`` and ``import *`` need no import.
+__all__ = sorted({*_NAMES, "version", "version_short", "version_detail", "__version__"})
+
+__getattr__, __dir__ = _lazy.exports(__name__, _NAMES)

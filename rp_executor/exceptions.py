@@ -132,7 +132,7 @@ class UnitFailed(PilotException, RuntimeError):
         msg = f"{unit.uid} ended {unit.state}"
         if exit_code is not None:
             msg += f" with exit code {exit_code}"
-        if ending is not None and ending.value == "lost":
+        if outcome is not None and outcome.lost:
             msg += " (lost with its pilot)"
         tail = stderr.strip()[-2000:]
         if tail:

@@ -343,7 +343,7 @@ class UnitManager(Manager):
             if cb not in self._final_cbs:
                 raise BadParameter(f"final callback {cb!r} is not registered on "
                                    f"{self._uid}", attribute="cb", value=cb)
-            self._final_cbs = [c for c in self._final_cbs if c is not cb and c != cb]
+            self._final_cbs = [c for c in self._final_cbs if c != cb]
 
     # binding ------------------------------------------------------------------------
 
@@ -470,8 +470,7 @@ class UnitManager(Manager):
                 if outcome:
                     unit._outcome = Outcome.from_wire(outcome)
                 if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
-                    plans = self._staging.plans
-                    if plans and uid in plans and self._staging.stages_out(uid):
+                    if self._staging.plans and self._staging.stages_out(uid):
                         items.append((unit, steps))   # done on the staging thread
                         staged_out.append(unit)
                         continue

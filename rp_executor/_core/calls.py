@@ -13,9 +13,13 @@ objects, so that a finished task keeps nothing of its caller alive.
 
 from __future__ import annotations
 
+import builtins
 import collections
+import importlib
 import pickle
+import sys
 import threading
+import traceback
 import weakref
 from typing import Any, Callable
 
@@ -138,8 +142,6 @@ class FuncCall:
         self.name, self.arguments, self.pre_exec = name, arguments, pre_exec
 
     def __call__(self) -> Any:
-        import sys
-        import traceback
         namespace: dict[str, Any] = {}
         try:
             for line in self.pre_exec:
@@ -161,8 +163,6 @@ class FuncCall:
 def _resolve(name: str, namespace: dict[str, Any]) -> Callable:
     """The object a dotted ``name`` names: from ``namespace`` if its first part is
     there, else from the longest importable module prefix, else a builtin."""
-    import builtins
-    import importlib
     parts = name.split(".")
     if parts[0] in namespace:
         obj, rest = namespace[parts[0]], parts[1:]

@@ -11,22 +11,14 @@ import importlib
 from typing import Any, Callable
 
 
-def exports(package: str, names: dict[str, str],
-            more: Callable[[], dict[str, str]] | None = None
+def exports(package: str, names: dict[str, str]
             ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package`` whose public ``names`` map to the
-    modules (relative to ``package``) that define them; ``more()``, if given, adds
-    names found on first use."""
+    modules (relative to ``package``) that define them."""
     module = importlib.import_module(package)
-    found: dict[str, str] = {}
-
-    def table() -> dict[str, str]:
-        if more is not None and not found:
-            found.update(more())
-        return {**found, **names}
 
     def getattr_(name: str) -> Any:
-        where = names.get(name) or table().get(name)
+        where = names.get(name)
         if where is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(where, package), name)
@@ -34,6 +26,6 @@ def exports(package: str, names: dict[str, str],
         return value
 
     def dir_() -> list[str]:
-        return sorted(set(vars(module)) | set(table()))
+        return sorted(set(vars(module)) | set(names))
 
     return getattr_, dir_
