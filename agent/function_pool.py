@@ -149,6 +149,10 @@ class FunctionPool:
         """How many units are in workers and not collected yet."""
         return len(self._busy)
 
+    def running_uids(self) -> list[str]:
+        """The units in workers, not collected yet."""
+        return list(self._busy)
+
     @property
     def collect_timeout(self) -> float | None:
         """0 when ``collect()`` has results that no fd will signal (after a cancel), else None."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from rp_executor import states
 from rp_executor._core import providers
-from rp_executor._core import wire
+from rp_executor._core import reattach, wire
 from rp_executor._core.journal import to_json
 from rp_executor._core.lifecycle import Manager
 from rp_executor.agent.config import AgentConfig
@@ -252,6 +252,7 @@ class PilotManager(Manager):
             from rp_executor.staging.stager import stage_pilot
             stage_pilot(pilot, pd.input_staging, output=False, name="input_staging")
         pilot._keys = wire.KeyPair.generate()
+        reattach.save_keys(session._dir, pilot.uid, pilot._keys)   # for a reattach
         session._channel.allow(pilot._keys.public)
         cfg_path = pilot_sb / "agent.cfg.json"
         cores_per_node = rcfg.get("cores_per_node")
@@ -270,7 +271,7 @@ class PilotManager(Manager):
             mpi_launch_method=rcfg.get("mpi_launch_method") or "MPIRUN",
             launch_options=rcfg.get("launch_options") or {},
             heartbeat_interval=session._cfg["heartbeat_interval"],
-            heartbeat_timeout=session._cfg["agent_heartbeat_timeout"],
+            reconnect_grace=session._cfg["reconnect_grace"],
             log_level=session._cfg["agent_log_level"],
             # on this machine, function units can use what the client can import; ''
             # (a REPL, a notebook, python -c) is the client's directory, not the agent's
@@ -302,11 +303,25 @@ class PilotManager(Manager):
             self._remove_block(pilot)
             self._set_states([(pilot, [(states.CANCELED, time.time())])],
                              cause="canceled before the agent connected")
+        elif pilot._restored:
+            self._set_states([(pilot, [(states.CANCELED, time.time())])],
+                             cause="canceled before the agent reconnected")
+            self._remove_block(pilot)
         # otherwise the launcher sees _canceling and does not launch
 
     def _remove_block(self, pilot: ComputePilot, grace: float = 5.0) -> None:
         """Make sure the pilot's block is gone: wait for it briefly, then cancel it."""
-        if pilot._block_gone or pilot._provider is None or pilot.job_id is None:
+        if pilot._block_gone:
+            return
+        if pilot._provider is None or pilot.job_id is None:
+            # not launched, or rebuilt by a reattach (no provider): on this machine
+            # its processes can still be found
+            if pilot._restored and self._session._is_local(pilot) and pilot.pilot_sandbox:
+                if pilot._said_bye:   # the agent ends by itself: give it the time
+                    _wait_gone(pilot.resource_details.get("pid"), grace)
+                providers.sweep_local_processes(self._session.uid, pilot.uid,
+                                                pilot.pilot_sandbox)
+                pilot._block_gone = True
             return
         try:
             if not providers.wait_terminal(pilot._provider, pilot.job_id, grace):
@@ -335,6 +350,10 @@ class PilotManager(Manager):
             pilots = [p for p in self._pilots.values()
                       if not p.is_final and p.job_id is not None]
         for p in pilots:
+            if p._provider is None:   # rebuilt by a reattach: the agent must come back
+                if now - p._last_seen > timeout or reattach.agent_gone(p):
+                    self._agent_gone(p)
+                continue
             status = p._provider.status([p.job_id])[0]
             if status.terminal:
                 # the agent may have said Bye just now: give the I/O thread a moment
@@ -353,6 +372,41 @@ class PilotManager(Manager):
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
                 threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
+
+
+    def _agent_gone(self, pilot: ComputePilot) -> None:
+        """A pilot rebuilt by a reattach whose agent ended, or did not come back in
+        ``heartbeat_timeout``: what the agent left in its sandbox is applied, and the
+        pilot ends with what it held."""
+        applied = reattach.replay_spill(pilot)
+        end = reattach.read_agent_end(pilot)
+        if applied:
+            pilot.log.append(f"applied {applied} report(s) the agent left in its sandbox")
+        if not pilot.is_final:
+            if end:
+                cause = f"the agent ended while no client was attached: {end['cause']}"
+                state = end["state"] if end["state"] in states.FINAL_STATES else states.FAILED
+            else:
+                cause = ("the agent did not come back to the reattached client within "
+                         f"{self._session._cfg['heartbeat_timeout']:g} s")
+                state = states.FAILED
+            self._set_states([(pilot, [(state, time.time())])], cause=cause)
+        if self._session._is_local(pilot) and pilot.pilot_sandbox:
+            providers.sweep_local_processes(self._session.uid, pilot.uid,
+                                            pilot.pilot_sandbox)
+
+
+def _wait_gone(pid: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds until process ``pid`` (of this host) is gone."""
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return
+        except OSError:
+            return
+        time.sleep(0.05)
 
 
 def _job_detail(status: Any, pilot: ComputePilot) -> str:
