@@ -305,18 +305,30 @@ class PilotManager(Manager):
         # otherwise the launcher sees _canceling and does not launch
 
     def _remove_block(self, pilot: ComputePilot, grace: float = 5.0) -> None:
-        """Make sure the pilot's block is gone: wait for it briefly, then cancel it."""
-        if pilot._block_gone or pilot._provider is None or pilot.job_id is None:
-            return
-        try:
-            if not providers.wait_terminal(pilot._provider, pilot.job_id, grace):
-                pilot._provider.cancel([pilot.job_id])
-                providers.wait_terminal(pilot._provider, pilot.job_id, grace)
-        except Exception:
-            log.exception("removing the block of %s failed", pilot.uid)
-        pilot._block_gone = True
-        if not pilot._said_bye and self._session._is_local(pilot):
-            providers.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
+        """Make sure the pilot's block and every process of it are gone.
+
+        A block whose agent said goodbye ends by itself and gets ``grace`` seconds
+        to do so; one whose agent died or hangs (no goodbye) is canceled at once
+        through its provider (``scancel`` for Slurm, SIGTERM to the process group of
+        LocalProvider's shell). On this machine, what the pilot left (a stopped
+        agent, its workers, units in their own process groups) is then ended by
+        :func:`providers.sweep_local_processes`. Runs once per pilot; a second
+        caller waits until the first is done.
+        """
+        with pilot._block_lock:
+            if pilot._block_gone or pilot._provider is None or pilot.job_id is None:
+                return
+            try:
+                if not providers.wait_terminal(pilot._provider, pilot.job_id,
+                                               grace if pilot._said_bye else 0):
+                    pilot._provider.cancel([pilot.job_id])
+                    providers.wait_terminal(pilot._provider, pilot.job_id, grace)
+            except Exception:
+                log.exception("removing the block of %s failed", pilot.uid)
+            pilot._block_gone = True
+            if self._session._is_local(pilot) and pilot.pilot_sandbox:
+                providers.sweep_local_processes(self._session.uid, pilot.uid,
+                                                pilot.pilot_sandbox)
 
     # watching -----------------------------------------------------------------------
 
@@ -346,13 +358,15 @@ class PilotManager(Manager):
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"the block ended before the agent said goodbye "
                                        f"({detail})")
-                p._block_gone = True
-                if self._session._is_local(p):
-                    providers.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
             elif now - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
-                threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
+            else:
+                continue
+            # what the agent left (or the hung agent itself) ends off this thread, which
+            # watches the other pilots; closing the manager waits for it (_block_lock)
+            threading.Thread(target=self._remove_block, args=(p,), daemon=True,
+                             name=f"rp-{p.uid}-remove").start()
 
 
 def _job_detail(status: Any, pilot: ComputePilot) -> str:
