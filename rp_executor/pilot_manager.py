@@ -79,7 +79,10 @@ class PilotManager(Manager):
     def submit_pilots(self, descriptions: Any) -> Any:
         """Launch one pilot per description; one description in gives one pilot out.
 
-        Every description is validated before any pilot is launched.
+        Every description is validated before any pilot is launched. A pilot whose
+        block runs on this machine (a ``LocalProvider``, as for ``local.localhost``)
+        may ask for at most the cores and GPUs the machine has, unless its
+        description sets ``oversubscribe=True``.
 
         :raises BadParameter: an invalid description (the message names which and why),
             or an empty list.
@@ -103,15 +106,17 @@ class PilotManager(Manager):
             d.validate()
             if d.input_staging or d.output_staging:
                 _check_pilot_staging(d, i)
-            self._session._resources.get(d.resource)  # raises DoesNotExist with suggestions
+            rcfg = self._session._resources.get(d.resource)  # DoesNotExist, with suggestions
             if d.access_schema is not None:
                 try:
-                    self._session._resources.get(d.resource, d.access_schema)
+                    rcfg = self._session._resources.get(d.resource, d.access_schema)
                 except BadParameter as exc:
                     raise BadParameter(f"descriptions[{i}].access_schema: {exc}",
                                        attribute="access_schema",
                                        value=d.access_schema) from exc
             _check_provider(d, i)
+            if _runs_here(d, rcfg) and not d.oversubscribe:
+                _check_machine_size(d, i)
             checked.append(d)
         now = time.time()
         pilots = [ComputePilot(self._session._next_id("pilot", 4), self, d) for d in checked]
@@ -413,6 +418,35 @@ def _check_provider(d: ComputePilotDescription, index: int) -> None:
                            f"({type(provider).__name__}), which has no {', '.join(missing)}; "
                            "allowed: a Parsl ExecutionProvider, the name of one, or None",
                            attribute="provider", value=provider)
+
+
+def _runs_here(d: ComputePilotDescription, rcfg: dict) -> bool:
+    """Whether the pilot's block would run on this machine: its provider (the
+    description's, else the resource config's, else the default) is a LocalProvider."""
+    provider = d.provider
+    if provider is None:
+        provider = rcfg.get("provider") or "LocalProvider"
+    name = provider if isinstance(provider, str) else type(provider).__name__
+    return name == "LocalProvider"
+
+
+def _check_machine_size(d: ComputePilotDescription, index: int) -> None:
+    """A pilot on this machine asks for no more cores and GPUs than it has;
+    BadParameter names the field, the value and what is allowed."""
+    from rp_executor.agent.resource_manager import detect_cores, detect_gpus
+
+    cores = detect_cores()
+    if d.cores > cores:
+        raise BadParameter(f"descriptions[{index}].cores: {d.cores} is more than the {cores} "
+                           f"cores of this machine ({d.resource}); allowed: 1..{cores}, or "
+                           "set oversubscribe=True", attribute="cores", value=d.cores)
+    if d.gpus:
+        gpus = detect_gpus(os.environ)
+        if d.gpus > gpus:
+            allowed = f"0..{gpus}" if gpus else "0"
+            raise BadParameter(f"descriptions[{index}].gpus: {d.gpus} is more than the {gpus} "
+                               f"GPUs of this machine ({d.resource}); allowed: {allowed}, or "
+                               "set oversubscribe=True", attribute="gpus", value=d.gpus)
 
 
 def _check_pilot_staging(d: ComputePilotDescription, index: int) -> None:
