@@ -277,6 +277,7 @@ class PilotManager(Manager):
             heartbeat_interval=session._cfg["heartbeat_interval"],
             heartbeat_timeout=session._cfg["agent_heartbeat_timeout"],
             log_level=session._cfg["agent_log_level"],
+            function_workers=session._cfg["function_workers"],
             # on this machine, function units can use what the client can import; ''
             # (a REPL, a notebook, python -c) is the client's directory, not the agent's
             python_path=[os.path.abspath(p) for p in sys.path]

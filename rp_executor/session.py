@@ -30,6 +30,8 @@ DEFAULT_CFG: dict[str, Any] = {
     "agent_heartbeat_timeout": 60.0,  # agent: a silent client for this long has died
     "watch_interval": 1.0,            # client: how often providers are asked for job states
     "agent_log_level": "INFO",
+    "function_workers": None,         # agent: warm workers for function units at most
+                                      # (None: one per core, <= 4 per node core, <= 256)
     "bind_host": "127.0.0.1",         # the address agents connect to
     "globus_deadline": 3600.0,        # staging: seconds until Globus expires a transfer task
     "globus_timeout": None,           # staging: seconds to wait for a task (None: deadline + 60)
@@ -113,6 +115,11 @@ class Session:
                                f"{', '.join(DEFAULT_CFG)}", attribute=name,
                                value=(cfg or {})[name])
         self._cfg = {**DEFAULT_CFG, **(cfg or {})}
+        workers = self._cfg["function_workers"]
+        if workers is not None and (type(workers) is not int or workers < 1):
+            raise BadParameter(f"Session cfg function_workers: got {workers!r}; allowed: "
+                               "an int >= 1, or None", attribute="function_workers",
+                               value=workers)
         self._client_sandbox = os.getcwd()
         base = Path(base_dir) if base_dir is not None else Path(self._client_sandbox)
         try:
