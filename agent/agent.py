@@ -33,10 +33,10 @@ from rp_executor.outcome import Ending, Outcome
 
 from .config import AgentConfig
 from .executing import Finished, ForkExecutor
-from .function_pool import FuncResult, FunctionPool
+from .function_pool import FuncResult, FunctionPool, pool_size
 from .launch_methods import LaunchMethods
 from .outbox import Outbox
-from .resource_manager import make_resource_manager
+from .resource_manager import detect_cores, make_resource_manager
 from .scheduler import Scheduler
 
 log = logging.getLogger("rp_executor.agent")
@@ -260,7 +260,9 @@ class Agent:
         if path:
             inherited = os.environ.get("PYTHONPATH")
             env["PYTHONPATH"] = os.pathsep.join(path + ([inherited] if inherited else []))
-        self.pool = FunctionPool(self.rm.cores, self.sandbox, env)
+        size = pool_size(self.rm.cores, detect_cores(), self.cfg.function_workers)
+        log.info("%d warm worker(s) for function units (%d cores)", size, self.rm.cores)
+        self.pool = FunctionPool(size, self.sandbox, env)
 
     def _place(self) -> None:
         """Start waiting units, in order, while there are free cores."""

@@ -41,6 +41,9 @@ class AgentConfig:
     :ivar log_level: the level of ``agent.log``.
     :ivar python_path: directories function units can import from (the client's
         ``sys.path`` when the pilot runs on the client's machine).
+    :ivar function_workers: warm worker processes for function units at most (None:
+        one per core of the pilot, at most 4 per core of the agent's node and 256 in
+        all; see :func:`rp_executor.agent.function_pool.pool_size`).
     """
 
     session_id: str = ""
@@ -63,6 +66,7 @@ class AgentConfig:
     reconnect_grace: float = 120.0
     log_level: str = "INFO"
     python_path: list[str] = field(default_factory=list)
+    function_workers: int | None = None
 
     @property
     def batch_job(self) -> bool:

@@ -28,8 +28,8 @@ class ComputePilot(Stateful):
     __slots__ = ("_rcfg", "_provider", "job_id", "resource_details",
                  "log", "stdout", "stderr", "_sandboxes", "_io_lock", "_connected",
                  "_unsent", "_last_seen", "_canceling", "_said_bye", "_block_gone",
-                 "_umgrs", "_keys", "_launched", "_staged_out", "_seq", "_acks",
-                 "_acked", "_asked", "_restored", "_unconfirmed", "__weakref__")
+                 "_block_lock", "_umgrs", "_keys", "_launched", "_staged_out", "_seq",
+                 "_acks", "_acked", "_asked", "_restored", "_unconfirmed", "__weakref__")
     _kind = "pilot"
 
     def __init__(self, uid: str, pmgr: Any, description: Any) -> None:
@@ -49,6 +49,7 @@ class ComputePilot(Stateful):
         self._canceling = False
         self._said_bye = False
         self._block_gone = False
+        self._block_lock = threading.Lock()   # one thread ends the block and its processes
         self._umgrs: list = []
         self._keys: wire.KeyPair | None = None
         self._launched = threading.Event()

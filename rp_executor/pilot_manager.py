@@ -79,7 +79,10 @@ class PilotManager(Manager):
     def submit_pilots(self, descriptions: Any) -> Any:
         """Launch one pilot per description; one description in gives one pilot out.
 
-        Every description is validated before any pilot is launched.
+        Every description is validated before any pilot is launched. A pilot whose
+        block runs on this machine (a ``LocalProvider``, as for ``local.localhost``)
+        may ask for at most the cores and GPUs the machine has, unless its
+        description sets ``oversubscribe=True``.
 
         :raises BadParameter: an invalid description (the message names which and why),
             or an empty list.
@@ -103,15 +106,17 @@ class PilotManager(Manager):
             d.validate()
             if d.input_staging or d.output_staging:
                 _check_pilot_staging(d, i)
-            self._session._resources.get(d.resource)  # raises DoesNotExist with suggestions
+            rcfg = self._session._resources.get(d.resource)  # DoesNotExist, with suggestions
             if d.access_schema is not None:
                 try:
-                    self._session._resources.get(d.resource, d.access_schema)
+                    rcfg = self._session._resources.get(d.resource, d.access_schema)
                 except BadParameter as exc:
                     raise BadParameter(f"descriptions[{i}].access_schema: {exc}",
                                        attribute="access_schema",
                                        value=d.access_schema) from exc
             _check_provider(d, i)
+            if _runs_here(d, rcfg) and not d.oversubscribe:
+                _check_machine_size(d, i)
             checked.append(d)
         now = time.time()
         pilots = [ComputePilot(self._session._next_id("pilot", 4), self, d) for d in checked]
@@ -273,6 +278,7 @@ class PilotManager(Manager):
             heartbeat_interval=session._cfg["heartbeat_interval"],
             reconnect_grace=session._cfg["reconnect_grace"],
             log_level=session._cfg["agent_log_level"],
+            function_workers=session._cfg["function_workers"],
             # on this machine, function units can use what the client can import; ''
             # (a REPL, a notebook, python -c) is the client's directory, not the agent's
             python_path=[os.path.abspath(p) for p in sys.path]
@@ -310,28 +316,39 @@ class PilotManager(Manager):
         # otherwise the launcher sees _canceling and does not launch
 
     def _remove_block(self, pilot: ComputePilot, grace: float = 5.0) -> None:
-        """Make sure the pilot's block is gone: wait for it briefly, then cancel it."""
-        if pilot._block_gone:
-            return
-        if pilot._provider is None or pilot.job_id is None:
-            # not launched, or rebuilt by a reattach (no provider): on this machine
-            # its processes can still be found
-            if pilot._restored and self._session._is_local(pilot) and pilot.pilot_sandbox:
-                if pilot._said_bye:   # the agent ends by itself: give it the time
-                    _wait_gone(pilot.resource_details.get("pid"), grace)
+        """Make sure the pilot's block and every process of it are gone.
+
+        A block whose agent said goodbye ends by itself and gets ``grace`` seconds
+        to do so; one whose agent died or hangs (no goodbye) is canceled at once
+        through its provider (``scancel`` for Slurm, SIGTERM to the process group of
+        LocalProvider's shell). On this machine, what the pilot left (a stopped
+        agent, its workers, units in their own process groups) is then ended by
+        :func:`providers.sweep_local_processes`; so are the processes of a pilot
+        rebuilt by a reattach, which has no provider. Runs once per pilot; a second
+        caller waits until the first is done.
+        """
+        with pilot._block_lock:
+            if pilot._block_gone:
+                return
+            if pilot._provider is None or pilot.job_id is None:
+                if pilot._restored and self._session._is_local(pilot) and pilot.pilot_sandbox:
+                    if pilot._said_bye:   # the agent ends by itself: give it the time
+                        _wait_gone(pilot.resource_details.get("pid"), grace)
+                    providers.sweep_local_processes(self._session.uid, pilot.uid,
+                                                    pilot.pilot_sandbox)
+                    pilot._block_gone = True
+                return
+            try:
+                if not providers.wait_terminal(pilot._provider, pilot.job_id,
+                                               grace if pilot._said_bye else 0):
+                    pilot._provider.cancel([pilot.job_id])
+                    providers.wait_terminal(pilot._provider, pilot.job_id, grace)
+            except Exception:
+                log.exception("removing the block of %s failed", pilot.uid)
+            pilot._block_gone = True
+            if self._session._is_local(pilot) and pilot.pilot_sandbox:
                 providers.sweep_local_processes(self._session.uid, pilot.uid,
                                                 pilot.pilot_sandbox)
-                pilot._block_gone = True
-            return
-        try:
-            if not providers.wait_terminal(pilot._provider, pilot.job_id, grace):
-                pilot._provider.cancel([pilot.job_id])
-                providers.wait_terminal(pilot._provider, pilot.job_id, grace)
-        except Exception:
-            log.exception("removing the block of %s failed", pilot.uid)
-        pilot._block_gone = True
-        if not pilot._said_bye and self._session._is_local(pilot):
-            providers.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
 
     # watching -----------------------------------------------------------------------
 
@@ -365,14 +382,15 @@ class PilotManager(Manager):
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"the block ended before the agent said goodbye "
                                        f"({detail})")
-                p._block_gone = True
-                if self._session._is_local(p):
-                    providers.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
             elif now - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
-                threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
-
+            else:
+                continue
+            # what the agent left (or the hung agent itself) ends off this thread, which
+            # watches the other pilots; closing the manager waits for it (_block_lock)
+            threading.Thread(target=self._remove_block, args=(p,), daemon=True,
+                             name=f"rp-{p.uid}-remove").start()
 
     def _agent_gone(self, pilot: ComputePilot) -> None:
         """A pilot rebuilt by a reattach whose agent ended, or did not come back in
@@ -391,9 +409,7 @@ class PilotManager(Manager):
                          f"{self._session._cfg['heartbeat_timeout']:g} s")
                 state = states.FAILED
             self._set_states([(pilot, [(state, time.time())])], cause=cause)
-        if self._session._is_local(pilot) and pilot.pilot_sandbox:
-            providers.sweep_local_processes(self._session.uid, pilot.uid,
-                                            pilot.pilot_sandbox)
+        self._remove_block(pilot)
 
 
 def _wait_gone(pid: Any, timeout: float) -> None:
@@ -453,6 +469,35 @@ def _check_provider(d: ComputePilotDescription, index: int) -> None:
                            f"({type(provider).__name__}), which has no {', '.join(missing)}; "
                            "allowed: a Parsl ExecutionProvider, the name of one, or None",
                            attribute="provider", value=provider)
+
+
+def _runs_here(d: ComputePilotDescription, rcfg: dict) -> bool:
+    """Whether the pilot's block would run on this machine: its provider (the
+    description's, else the resource config's, else the default) is a LocalProvider."""
+    provider = d.provider
+    if provider is None:
+        provider = rcfg.get("provider") or "LocalProvider"
+    name = provider if isinstance(provider, str) else type(provider).__name__
+    return name == "LocalProvider"
+
+
+def _check_machine_size(d: ComputePilotDescription, index: int) -> None:
+    """A pilot on this machine asks for no more cores and GPUs than it has;
+    BadParameter names the field, the value and what is allowed."""
+    from rp_executor.agent.resource_manager import detect_cores, detect_gpus
+
+    cores = detect_cores()
+    if d.cores > cores:
+        raise BadParameter(f"descriptions[{index}].cores: {d.cores} is more than the {cores} "
+                           f"cores of this machine ({d.resource}); allowed: 1..{cores}, or "
+                           "set oversubscribe=True", attribute="cores", value=d.cores)
+    if d.gpus:
+        gpus = detect_gpus(os.environ)
+        if d.gpus > gpus:
+            allowed = f"0..{gpus}" if gpus else "0"
+            raise BadParameter(f"descriptions[{index}].gpus: {d.gpus} is more than the {gpus} "
+                               f"GPUs of this machine ({d.resource}); allowed: {allowed}, or "
+                               "set oversubscribe=True", attribute="gpus", value=d.gpus)
 
 
 def _check_pilot_staging(d: ComputePilotDescription, index: int) -> None:

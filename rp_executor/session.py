@@ -30,6 +30,8 @@ DEFAULT_CFG: dict[str, Any] = {
     "reconnect_grace": 120.0,         # agent: carries on this long without a client
     "watch_interval": 1.0,            # client: how often providers are asked for job states
     "agent_log_level": "INFO",
+    "function_workers": None,         # agent: warm workers for function units at most
+                                      # (None: one per core, <= 4 per node core, <= 256)
     "bind_host": "127.0.0.1",         # the address agents connect to
     "globus_deadline": 3600.0,        # staging: seconds until Globus expires a transfer task
     "globus_timeout": None,           # staging: seconds to wait for a task (None: deadline + 60)
@@ -132,6 +134,11 @@ class Session:
             former = reattach.check_client_gone(existing, existing.name)
             cfg = {**_journal_cfg(existing), **(cfg or {})}
         self._cfg = {**DEFAULT_CFG, **(cfg or {})}
+        workers = self._cfg["function_workers"]
+        if workers is not None and (type(workers) is not int or workers < 1):
+            raise BadParameter(f"Session cfg function_workers: got {workers!r}; allowed: "
+                               "an int >= 1, or None", attribute="function_workers",
+                               value=workers)
         try:
             if existing is not None:
                 self._uid, self._dir = existing.name, existing
