@@ -16,7 +16,6 @@ reattaches to the session (to the same address, or to the one it writes into
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import signal
