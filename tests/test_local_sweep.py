@@ -41,6 +41,17 @@ def pilot_env(sandbox: str) -> dict[str, str]:
     return {"RP_SESSION_ID": SESSION, "RP_PILOT_ID": PILOT, "RP_PILOT_SANDBOX": sandbox}
 
 
+def started_shell(spawn, trap: str, mark) -> psutil.Process:
+    """A shell that set ``trap`` (it says so in ``mark``), so that a signal sent now
+    meets the trap, not a shell still starting."""
+    proc = spawn(["/bin/sh", "-c", f"{trap}; echo up > {mark}; while :; do sleep 0.05; done"])
+    deadline = time.monotonic() + 10
+    while not (mark.exists() and mark.read_text() == "up\n"):
+        assert time.monotonic() < deadline, "the shell did not start"
+        time.sleep(0.02)
+    return proc
+
+
 def wait_children(proc: subprocess.Popen, n: int) -> list[psutil.Process]:
     deadline = time.monotonic() + 10
     while len(kids := psutil.Process(proc.pid).children()) < n:
@@ -51,16 +62,15 @@ def wait_children(proc: subprocess.Popen, n: int) -> list[psutil.Process]:
 
 def test_a_stopped_process_gets_its_sigterm_and_needs_no_sigkill(spawn, tmp_path):
     mark = tmp_path / "got-term"
-    proc = spawn(["/bin/sh", "-c", f"trap 'echo term > {mark}; exit 0' TERM; "
-                                   "while :; do sleep 0.05; done"])
+    proc = started_shell(spawn, f"trap 'echo term > {mark}; exit 0' TERM", tmp_path / "up")
     target = psutil.Process(proc.pid)
     target.suspend()
     assert providers.end_processes([target], grace=10) == 0
     assert proc.wait(5) == 0 and mark.read_text() == "term\n"
 
 
-def test_a_stopped_process_that_ignores_sigterm_gets_sigkill(spawn):
-    proc = spawn(["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"])
+def test_a_stopped_process_that_ignores_sigterm_gets_sigkill(spawn, tmp_path):
+    proc = started_shell(spawn, "trap '' TERM", tmp_path / "up")
     target = psutil.Process(proc.pid)
     target.suspend()
     assert providers.end_processes([target], grace=0.5) == 1
