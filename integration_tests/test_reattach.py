@@ -199,6 +199,49 @@ def test_a_new_client_reattaches_and_every_unit_ends_once(tmp_path, monkeypatch,
         _no_duplicate_states(session, u.uid)
 
 
+BUSY_CLIENT = textwrap.dedent('''
+    import os, signal, sys, time
+    import rp_executor as rp
+
+    n = int(sys.argv[1])
+    session = rp.Session(cfg={"reconnect_grace": 60})
+    print(session.uid, flush=True)
+    pmgr, umgr = rp.PilotManager(session), rp.UnitManager(session)
+    umgr.add_pilots(pmgr.submit_pilots(rp.ComputePilotDescription(
+        resource="local.localhost", cores=2, runtime=10)))
+    units = umgr.submit_units([rp.ComputeUnitDescription(executable="/bin/true")
+                               for _ in range(n)])
+    while sum(u.is_final for u in units) < n // 4:
+        time.sleep(0.05)
+    session.journal.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+''')
+
+
+@pytest.mark.timeout(180)
+def test_a_client_reattaching_while_an_agent_reports_gets_every_report_once(
+        tmp_path, monkeypatch, cleanup):
+    # the agent keeps reporting while the new client rebuilds the session: nothing
+    # may be applied to a half-built session, and nothing may be lost or doubled
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "busy_client.py").write_text(BUSY_CLIENT)
+    n = 20000
+    proc = subprocess.run([sys.executable, "busy_client.py", str(n)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
+    uid = proc.stdout.split()[0]
+    cleanup.append((None, uid))
+    session = rp.Session(uid=uid)
+    cleanup[-1] = (session, uid)
+    umgr = session.get_unit_managers()[0]
+    units = umgr.get_units()
+    assert len(units) == n
+    assert umgr.wait_units(timeout=120) == [rp.DONE] * n
+    session.close()
+    finals = _final_states_in_journal(session)
+    assert finals == {u.uid: [rp.DONE] for u in units}
+
+
 @pytest.mark.timeout(120)
 def test_past_the_grace_agents_end_and_a_late_client_finds_every_unit_final(
         tmp_path, monkeypatch, cleanup):

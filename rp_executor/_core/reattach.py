@@ -216,9 +216,6 @@ def restore(session: Any) -> None:
             pilot._keys = keys
             session._channel.allow(keys.public)
         pilots[uid] = pilot
-        with pmgr._lock:
-            pmgr._pilots[uid] = pilot
-        session._pilots[uid] = pilot
 
     ended, unsent, lost_staging = [], [], []
     for (uid, umgr_uid, pilot_uid, text, exit_code, stdout, stderr, result, result_file,
@@ -250,10 +247,17 @@ def restore(session: Any) -> None:
         umgr._restored([pilots[p] for u, p in added if u == umgr_uid and p in pilots],
                        [u for u in unsent if u._manager is umgr],
                        [u for u in lost_staging if u._manager is umgr])
+    # the pilots are known (their agents' reports are taken) only now that their units
+    # and managers are whole: what an agent said before comes again on Resume
+    for uid, pilot in pilots.items():
+        if not pilot.is_final:
+            pilot._unconfirmed = {u.uid for u in ended if u._pilot is pilot}
+        with pilot._manager._lock:
+            pilot._manager._pilots[uid] = pilot
+        session._pilots[uid] = pilot
     for pilot in pilots.values():
         if pilot.is_final:
             continue
-        pilot._unconfirmed = {u.uid for u in ended if u._pilot is pilot}
         if pilot.pilot_sandbox:
             try:
                 wire.write_secret(Path(pilot.pilot_sandbox) / CLIENT_FILE,
