@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
                                   stderr TEXT, result BLOB, result_file TEXT,
                                   exception BLOB, traceback TEXT, function INTEGER);
+CREATE TABLE IF NOT EXISTS bindings (seq INTEGER PRIMARY KEY, pilot TEXT, uids TEXT);
 CREATE TABLE IF NOT EXISTS umgr_pilots (umgr TEXT, pilot TEXT, PRIMARY KEY (umgr, pilot));
 CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY, kind TEXT, entries TEXT);
 CREATE TABLE IF NOT EXISTS metadata (seq INTEGER PRIMARY KEY, injected REAL, data TEXT);
@@ -197,8 +198,21 @@ class Journal:
                      "VALUES (?, ?, ?, ?)", rows)
 
     def bind_units(self, pilot: str, uids: list[str]) -> None:
-        """Record that units were sent to a pilot."""
-        self.execute("UPDATE units SET pilot = ? WHERE uid = ?", [(pilot, uid) for uid in uids])
+        """Record that units were bound to a pilot: one row per call, not an update
+        per unit (a later row of a unit wins)."""
+        self.execute("INSERT INTO bindings (pilot, uids) VALUES (?, ?)",
+                     [(pilot, json.dumps(uids))])
+
+    def bindings(self) -> dict[str, str]:
+        """The pilot each bound unit was bound to last (after a flush)."""
+        db = self.connect()
+        try:
+            out: dict[str, str] = {}
+            for pilot, uids in db.execute("SELECT pilot, uids FROM bindings ORDER BY seq"):
+                out.update(dict.fromkeys(json.loads(uids), pilot))
+            return out
+        finally:
+            db.close()
 
     def set_unit_results(self, rows: list[tuple]) -> None:
         """Record ``(pilot, exit_code, stdout, stderr, result, result_file, exception,

@@ -165,6 +165,7 @@ def restore(session: Any) -> None:
     started = time.monotonic()
     journal = session._journal
     histories = _histories(journal)
+    bound = journal.bindings()
     db = journal.connect()
     try:
         managers = db.execute("SELECT uid, kind, scheduler FROM managers "
@@ -227,6 +228,7 @@ def restore(session: Any) -> None:
         unit._state = unit._history[-2] if unit._history else states.NEW
         if function or was_function:
             unit._call = CALL_NOT_KEPT
+        pilot_uid = pilot_uid or bound.get(uid)
         unit._pilot = pilots.get(pilot_uid) if pilot_uid else None
         if unit._state in states.FINAL_STATES:
             unit._outcome = Outcome(_ENDINGS[unit._state], exit_code, stdout, stderr,
