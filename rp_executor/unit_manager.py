@@ -91,6 +91,16 @@ class UnitManager(Manager):
         """``{uid, cfg}`` as in RADICAL-Pilot."""
         return {"uid": self._uid, "cfg": {"scheduler": self._scheduler}}
 
+    def __repr__(self) -> str:
+        from rp_executor.views.summary import umgr_text
+        return umgr_text(self)
+
+    def _repr_html_(self) -> str:
+        """The manager's view in a notebook: its units' counts per state, the first
+        failed units with their reasons, its pilots."""
+        from rp_executor.views.html import umgr_view
+        return umgr_view(self)
+
     def is_valid(self, term: bool = True) -> bool:
         """Whether the manager can still be used: open and its session valid.
         ``term`` is accepted for RADICAL-Pilot compatibility."""
