@@ -42,8 +42,9 @@ def test_views_of_a_session_its_managers_its_pilot_and_its_units(
     cuds += [failing(EVIL) for _ in range(6)]
     cuds.append(rp.ComputeUnitDescription(executable="/bin/no-such-program"))
     units = umgr.submit_units(cuds)
-    states = umgr.wait_units(timeout=90)
+    states = umgr.wait_units(timeout=90, progress=True)
     assert states == [rp.DONE] * 10 + [rp.FAILED] * 7, [u.stderr for u in units]
+    assert capsys.readouterr().err == ""   # not a terminal, not a notebook: no bar
 
     assert repr(umgr) == f"<UnitManager {umgr.uid}: 17 units (DONE 10, FAILED 7), 1 pilot>"
     assert repr(pmgr) == f"<PilotManager {pmgr.uid}: 1 pilot (PMGR_ACTIVE 1)>"
@@ -169,6 +170,7 @@ def test_the_view_of_a_running_executor_shows_its_blocks_and_units(tmp_path, mon
         assert "1 block" in page and ">PMGR_ACTIVE</span>" in page
         assert "LocalProvider" in page and "tasks outstanding: </span>0" in page
         assert "of 168 h" in page      # the executor's default runtime: a week
+        assert rp.progress([*results, failed], file=None).ended == 4   # AppFutures
     finally:
         parsl.dfk().cleanup()
         parsl.clear()
