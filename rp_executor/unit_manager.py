@@ -291,7 +291,8 @@ class UnitManager(Manager):
 
         ``progress=True`` shows a bar of the units that ended (done, failed,
         canceled) meanwhile: a widget in a notebook, a bar in a terminal, nothing
-        where the output is neither (see :func:`rp_executor.progress`).
+        where the output is neither (see :func:`rp.progress
+        <rp_executor.views.progress.progress>`).
         """
         with self._lock:
             units, scalar = self._lookup(self._units, uids, "unit")
