@@ -4,7 +4,8 @@
 It estimates pi by Monte Carlo: 32 units each throw darts with their own seed and print
 how many hit; the client adds the counts. One unit deliberately runs a missing
 executable to show how a failing unit is reported while the others go on. As in RADICAL-Pilot,
-arguments are shell text (``$VAR`` expands), so the script is quoted.
+arguments are shell text (``$VAR`` expands), so the script is quoted. In a terminal a bar
+shows the units ending (``wait_units(progress=True)``).
 
 Run it with ``make demo`` (or ``python examples/getting_started.py`` in the venv).
 """
@@ -32,21 +33,18 @@ def main() -> int:
         umgr = rp.UnitManager(session)
         umgr.add_pilots(pilot)
 
-        def report(unit, state):
-            if state in rp.FINAL:
-                print(f"  {unit.uid} {state}")
-
-        umgr.register_callback(report)
         cuds = [rp.ComputeUnitDescription(executable=sys.executable,
                                           arguments=["-c", shlex.quote(THROWER), str(seed), str(darts)])
                 for seed in range(32)]
         cuds.append(rp.ComputeUnitDescription(executable="/bin/no-such-program"))
         units = umgr.submit_units(cuds)
-        umgr.wait_units()
+        # a bar of the units that ended, in a terminal or a notebook (nothing otherwise)
+        umgr.wait_units(progress=True)
 
         done = [u for u in units if u.state == rp.DONE]
         failed = [u for u in units if u.state == rp.FAILED]
         hits = sum(int(u.stdout) for u in done)
+        print(umgr)
         print(f"pilot {pilot.uid}: {pilot.state}, {len(done)} units DONE, "
               f"{len(failed)} FAILED")
         for u in failed:

@@ -100,3 +100,50 @@ def echo(*args: str) -> rp.ComputeUnitDescription:
 def sleep(seconds: float) -> rp.ComputeUnitDescription:
     """A unit running ``/bin/sleep seconds``."""
     return rp.ComputeUnitDescription(executable="/bin/sleep", arguments=[str(seconds)])
+
+
+def html_problems(text: str) -> list[str]:
+    """What is wrong with a notebook view (``_repr_html_``), as a list of findings:
+    a tag opened and not closed (or closed out of order), a void or unexpected tag,
+    a script, a stylesheet, an external resource (``src``/``href``, ``url(...)``,
+    ``@import``), an attribute other than ``style``. Empty when the view is
+    well-formed, self-contained HTML."""
+    from html.parser import HTMLParser
+
+    allowed = {"div", "span", "table", "thead", "tbody", "tr", "th", "td", "pre", "b"}
+    problems: list[str] = []
+    stack: list[str] = []
+
+    class Checker(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag not in allowed:
+                problems.append(f"unexpected tag <{tag}>")
+            for name, value in attrs:
+                if name != "style":
+                    problems.append(f"attribute {name}={value!r} on <{tag}>")
+                low = (value or "").lower().replace(" ", "")
+                for bad in ("url(", "@import", "expression(", "javascript:", "//"):
+                    if bad in low:
+                        problems.append(f"{bad!r} in the style of <{tag}>: {value!r}")
+            stack.append(tag)
+
+        def handle_startendtag(self, tag: str, attrs: list) -> None:
+            problems.append(f"self-closing <{tag}/>")
+
+        def handle_endtag(self, tag: str) -> None:
+            if not stack or stack[-1] != tag:
+                problems.append(f"</{tag}> closes {stack[-1:] or 'nothing'}")
+            else:
+                stack.pop()
+
+    checker = Checker(convert_charrefs=True)
+    checker.feed(text)
+    checker.close()
+    if stack:
+        problems.append(f"never closed: {stack}")
+    low = text.lower()
+    for bad in ("<script", "<link", "<style", "<iframe", "<img", "http:", "https:",
+                "@import", "url("):
+        if bad in low:
+            problems.append(f"{bad!r} in the view")
+    return problems

@@ -26,6 +26,7 @@ _EXPORTS = {
     "ClientExecutor": ".futures.executor", "AsCompleted": ".futures.completion",
     "as_completed": ".futures.completion",
     "UnitFailed": ".exceptions", "RPExecutor": ".parsl.executor",
+    "progress": ".views.progress",
 }
 # the public names of these modules: states and their legacy names, constants, errors
 _STAR_MODULES = (".states", ".constants", ".exceptions")

@@ -139,6 +139,12 @@ class ComputePilot(Stateful):
         self._manager._check_metric(metric)
         super().unregister_callback(cb)
 
+    def _repr_html_(self) -> str:
+        """The pilot's view in a notebook: uid and state, resource, cores and GPUs,
+        the walltime it has left."""
+        from rp_executor.views.html import pilot_view
+        return pilot_view(self)
+
     def as_dict(self) -> dict:
         """The pilot as a dict, with RADICAL-Pilot's keys."""
         return {

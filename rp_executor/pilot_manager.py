@@ -67,6 +67,16 @@ class PilotManager(Manager):
         """``{uid, cfg}`` as in RADICAL-Pilot."""
         return {"uid": self._uid, "cfg": {}}
 
+    def __repr__(self) -> str:
+        from rp_executor.views.summary import pmgr_text
+        return pmgr_text(self)
+
+    def _repr_html_(self) -> str:
+        """The manager's view in a notebook: its pilots' counts per state, and the
+        first pilots with their cores, GPUs and walltime left."""
+        from rp_executor.views.html import pmgr_view
+        return pmgr_view(self)
+
     def is_valid(self, term: bool = True) -> bool:
         """Whether the manager can still be used: open, its session valid, its
         launcher and watcher threads alive. ``term`` is accepted for RADICAL-Pilot

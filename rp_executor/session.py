@@ -322,7 +322,15 @@ class Session:
                 "closed": self._closed, "dburl": self.dburl, "cfg": dict(self._cfg)}
 
     def __repr__(self) -> str:
-        return f"<Session {self._uid}{' closed' if self._closed else ''}>"
+        from rp_executor.views.summary import session_text
+        return session_text(self)
+
+    def _repr_html_(self) -> str:
+        """The session's view in a notebook: its directory, its pilots with their
+        walltime left, its units' counts per state and first failures, its unit
+        managers."""
+        from rp_executor.views.html import session_view
+        return session_view(self)
 
     # context manager ----------------------------------------------------------------
 

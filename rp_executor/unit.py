@@ -166,6 +166,12 @@ class ComputeUnit(Stateful):
         """Call ``cb(unit, state)`` (or with ``cb_data``) on every state of this unit."""
         super().register_callback(cb, cb_data)
 
+    def _repr_html_(self) -> str:
+        """The unit's view in a notebook: uid and state, name, pilot, exit code and
+        why it failed."""
+        from rp_executor.views.html import unit_view
+        return unit_view(self)
+
     def as_dict(self) -> dict:
         """The unit as a dict, with RADICAL-Pilot's keys."""
         return {

@@ -91,6 +91,16 @@ class UnitManager(Manager):
         """``{uid, cfg}`` as in RADICAL-Pilot."""
         return {"uid": self._uid, "cfg": {"scheduler": self._scheduler}}
 
+    def __repr__(self) -> str:
+        from rp_executor.views.summary import umgr_text
+        return umgr_text(self)
+
+    def _repr_html_(self) -> str:
+        """The manager's view in a notebook: its units' counts per state, the first
+        failed units with their reasons, its pilots."""
+        from rp_executor.views.html import umgr_view
+        return umgr_view(self)
+
     def is_valid(self, term: bool = True) -> bool:
         """Whether the manager can still be used: open and its session valid.
         ``term`` is accepted for RADICAL-Pilot compatibility."""
@@ -272,16 +282,26 @@ class UnitManager(Manager):
                     self._session._units.pop(uid, None)
 
     def wait_units(self, uids: Any = None, state: Any = None,
-                   timeout: float | None = None) -> Any:
+                   timeout: float | None = None, progress: bool = False) -> Any:
         """Wait until units reached or passed ``state`` (default: final), or are final.
 
         ``uids=None`` waits for all units; ``state`` may be a name of the current
         model, a legacy name or a list (the lowest counts). Returns the states (a
         scalar for a scalar uid), also when ``timeout`` seconds ran out.
+
+        ``progress=True`` shows a bar of the units that ended (done, failed,
+        canceled) meanwhile: a widget in a notebook, a bar in a terminal, nothing
+        where the output is neither (see :func:`rp.progress
+        <rp_executor.views.progress.progress>`).
         """
         with self._lock:
             units, scalar = self._lookup(self._units, uids, "unit")
-        result = self._wait(units, state, timeout)
+        if progress:
+            from rp_executor.views.progress import watching
+            with watching(units, desc=self._uid):
+                result = self._wait(units, state, timeout)
+        else:
+            result = self._wait(units, state, timeout)
         return result[0] if scalar else result
 
     def cancel_units(self, uids: Any = None) -> None:

@@ -30,7 +30,7 @@ def built_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_docs_build_without_warnings(built_docs: Path) -> None:
     for page in ("index", "getting_started", "functions", "api", "states", "design",
-                 "futures", "parsl", "staging", "resources"):
+                 "futures", "parsl", "staging", "resources", "views"):
         assert (built_docs / f"{page}.html").is_file(), page
 
 

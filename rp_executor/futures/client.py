@@ -166,8 +166,17 @@ class Client(TaskEngine):
         return ClientExecutor(self, max_workers=max_workers)
 
     def __repr__(self) -> str:
-        return f"<Client {self._umgr.uid} of {self._session.uid}" \
-               f"{' closed' if self._closed else ''}>"
+        from rp_executor.views.summary import count_statuses, described, live_futures
+        futures = live_futures(self)
+        return f"<Client {self._umgr.uid} of {self._session.uid}: " \
+               f"{described(len(futures), 'live future', count_statuses(futures))}" \
+               f"{', closed' if self._closed else ''}>"
+
+    def _repr_html_(self) -> str:
+        """The client's view in a notebook: its live futures per status, its units
+        per state with the first failures, its pilots."""
+        from rp_executor.views.html import client_view
+        return client_view(self)
 
     def __reduce__(self) -> tuple:
         raise TypeError(
@@ -392,7 +401,7 @@ class Client(TaskEngine):
             self._pmgr.close(terminate=True)
 
     def _check_open(self) -> None:
-        check_open(self._closed, repr(self))
+        check_open(self._closed, f"Client {self._umgr.uid} of {self._session.uid}")
 
     def __enter__(self) -> "Client":
         return self

@@ -138,6 +138,12 @@ class Future(cf.Future):
         unit = f" unit={self._unit.uid}" if self._unit is not None else ""
         return f"<Future key={self.key!r} status={self.status}{unit}>"
 
+    def _repr_html_(self) -> str:
+        """The future's view in a notebook: key and status, its unit and the unit's
+        state, why it failed."""
+        from rp_executor.views.html import future_view
+        return future_view(self)
+
     # driven by the client --------------------------------------------------------------
 
     def _mark_running(self) -> bool:

@@ -141,6 +141,13 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self._stopping = False
         self._submitter: threading.Thread | None = None
 
+    def _repr_html_(self) -> str:
+        """The executor's view in a notebook: label and provider, the tasks
+        outstanding, its units per state with the first failures, its blocks'
+        pilots. (Its ``repr`` is Parsl's, which shows how it was configured.)"""
+        from rp_executor.views.html import executor_view
+        return executor_view(self)
+
     # what Parsl's strategy asks ---------------------------------------------------
 
     @property
