@@ -89,3 +89,30 @@ def test_a_stopped_agent_and_its_workers_do_not_outlive_the_session(tmp_path, mo
         session.close()
     assert not alive(agent.pid) and not any(alive(w.pid) for w in workers)
     assert_no_session_processes(session.uid)
+
+
+@pytest.mark.timeout(90)
+def test_closing_with_restartable_units_ends_every_unit_of_every_manager(tmp_path,
+                                                                         monkeypatch):
+    # the pilots end while the session closes: a closed manager does not resubmit its
+    # restartable units, and the other manager still hears that the pilots ended
+    monkeypatch.chdir(tmp_path)
+    session = rp.Session()
+    try:
+        pmgr = rp.PilotManager(session)
+        pilots = pmgr.submit_pilots([rp.ComputePilotDescription(
+            resource="local.localhost", cores=1, runtime=10) for _ in range(2)])
+        first, second = rp.UnitManager(session), rp.UnitManager(session)
+        first.add_pilots(pilots)
+        second.add_pilots(pilots)
+        restartable = first.submit_units([rp.ComputeUnitDescription(
+            executable="/bin/sleep", arguments=["100"], restartable=True) for _ in range(2)])
+        queued = second.submit_units([sleep(100), sleep(100)])   # one waits on each pilot
+        first.wait_units(state=rp.EXECUTING, timeout=30)
+        second.wait_units(state=rp.AGENT_SCHEDULING_PENDING, timeout=30)
+    finally:
+        session.close()
+    assert [p.state for p in pilots] == [rp.CANCELED] * 2
+    assert [u.state for u in restartable + queued] == [rp.FAILED] * 4
+    assert len(first.list_units()) == 2      # no copies
+    assert_no_session_processes(session.uid)

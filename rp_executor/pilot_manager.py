@@ -202,7 +202,11 @@ class PilotManager(Manager):
                 if cause:
                     p.log.append(cause)
                 for umgr in list(p._umgrs):
-                    umgr._pilot_final(p, cause or p._state)
+                    # every manager must hear of it, or its units of p never end
+                    try:
+                        umgr._pilot_final(p, cause or p._state)
+                    except Exception:
+                        log.exception("%s could not end its units of %s", umgr.uid, p.uid)
             elif p._state == states.PMGR_ACTIVE:
                 for umgr in list(p._umgrs):
                     umgr._pilot_active(p)

@@ -17,7 +17,7 @@ from rp_executor._core.lifecycle import Manager, check_callable
 from rp_executor.constants import (FUNC, SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS,
                                    WAIT_QUEUE_SIZE)
 from rp_executor.description import ComputeUnitDescription
-from rp_executor.exceptions import BadParameter
+from rp_executor.exceptions import BadParameter, IncorrectState
 from rp_executor.outcome import Ending, Outcome
 from rp_executor.staging.unit_staging import UnitStaging, plan_of
 from rp_executor.unit import ComputeUnit
@@ -517,11 +517,20 @@ class UnitManager(Manager):
                          len(moved), pilot.uid)
                 self._schedule([self._unbind(u) for u in moved])
         if restart:
+            if self._closed:
+                # closing (the session cancels its pilots): nothing new is submitted
+                log.info("%s is closed: %d restartable unit(s) of %s are not resubmitted",
+                         self._uid, len(restart), pilot.uid)
+                return
             log.info("resubmitting %d restartable unit(s) of %s", len(restart), pilot.uid)
             copies = [u._description.copy() for u in restart]
             for d in copies:
                 d.pilot = ""   # to another pilot, also when it was bound to this one
-            self.submit_units(copies)
+            try:
+                self.submit_units(copies)
+            except IncorrectState:   # closed just now, by another thread
+                log.info("%s closed: %d restartable unit(s) of %s are not resubmitted",
+                         self._uid, len(restart), pilot.uid)
 
     def _on_changed(self, objs: list) -> None:
         final = states.FINAL_STATES
