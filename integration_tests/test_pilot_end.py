@@ -116,3 +116,28 @@ def test_closing_with_restartable_units_ends_every_unit_of_every_manager(tmp_pat
     assert [u.state for u in restartable + queued] == [rp.FAILED] * 4
     assert len(first.list_units()) == 2      # no copies
     assert_no_session_processes(session.uid)
+
+
+@pytest.mark.timeout(90)
+def test_a_stalled_client_does_not_take_a_live_agent_for_dead(tmp_path, monkeypatch):
+    # While the client's I/O thread cannot handle what arrives (here it waits for the
+    # manager's lock; a full garbage collection of a large session or a starved CPU
+    # does the same), the agent's frames wait in the socket: its silence is not known
+    # beyond the last time the client had read everything.
+    monkeypatch.chdir(tmp_path)
+    timeout = 2.0
+    session = rp.Session(cfg={"heartbeat_timeout": timeout})
+    try:
+        pilot = rp.PilotManager(session).submit_pilots(rp.ComputePilotDescription(
+            resource="local.localhost", cores=1, runtime=10))
+        assert pilot.wait(rp.PMGR_ACTIVE, timeout=60) == rp.PMGR_ACTIVE, pilot.log
+        umgr = rp.UnitManager(session)
+        umgr.add_pilots(pilot)
+        unit = umgr.submit_units(sleep(0.1))
+        with umgr._lock:      # the I/O thread waits here with the unit's first states
+            time.sleep(3 * timeout)
+        assert unit.wait(timeout=30) == rp.DONE, unit.stderr
+        assert pilot.state == rp.PMGR_ACTIVE, pilot.log
+    finally:
+        session.close()
+    assert_no_session_processes(session.uid)

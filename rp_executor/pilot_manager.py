@@ -334,7 +334,9 @@ class PilotManager(Manager):
 
     def _watch_once(self) -> None:
         timeout = self._session._cfg["heartbeat_timeout"]
-        now = time.monotonic()
+        # an agent's silence is known up to the time the client had read everything
+        # that had arrived, not up to now: the client may have stalled meanwhile
+        heard_until = self._session._channel.caught_up
         with self._lock:
             pilots = [p for p in self._pilots.values()
                       if not p.is_final and p.job_id is not None]
@@ -353,7 +355,7 @@ class PilotManager(Manager):
                 p._block_gone = True
                 if self._session._is_local(p):
                     providers.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
-            elif now - p._last_seen > timeout:
+            elif heard_until - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
                 threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
