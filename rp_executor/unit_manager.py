@@ -25,6 +25,7 @@ from rp_executor.unit import ComputeUnit
 log = logging.getLogger(__name__)
 
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+_FINAL = states.FINAL_STATES
 _ENDING = {states.DONE: Ending.DONE, states.FAILED: Ending.FAILED,
            states.CANCELED: Ending.CANCELED}
 _PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
@@ -462,8 +463,9 @@ class UnitManager(Manager):
                 if unit is None:
                     log.warning("%s: update for unknown unit %s", pilot.uid, uid)
                     continue
-                if unit._pilot is not pilot:
-                    # late news from a pilot the unit was taken from (re-routed)
+                if unit._pilot is not pilot or unit._state in _FINAL:
+                    # late news: from a pilot the unit was taken from (re-routed), or
+                    # of a unit that ended already (its pilot was given up on first)
                     log.debug("%s: ignored an update of %s from %s", self._uid, uid,
                               pilot.uid)
                     continue
