@@ -141,3 +141,21 @@ def test_a_stalled_client_does_not_take_a_live_agent_for_dead(tmp_path, monkeypa
     finally:
         session.close()
     assert_no_session_processes(session.uid)
+
+
+@pytest.mark.timeout(90)
+def test_what_a_killed_agent_reported_before_it_died_counts(session, pilot, umgr):
+    # The unit ends and is reported, then the agent dies; the client reads the report
+    # only after it saw the block end (its I/O thread was held up, as a busy client's
+    # is): the unit is DONE, not lost with the pilot.
+    unit = umgr.submit_units(sleep(3))
+    assert unit.wait(rp.EXECUTING, timeout=30) == rp.EXECUTING
+    agent = agent_process(pilot)
+    with pilot._io_lock:      # the I/O thread stops at its next heartbeat to the agent
+        time.sleep(3.5)       # the unit ends; its report waits in the socket
+        agent.send_signal(signal.SIGKILL)
+        wait_for(lambda: not alive(int(pilot.job_id)), 10, "the block to end")
+        time.sleep(2.5)       # the watcher sees the block gone
+    assert pilot.wait(timeout=30) == rp.FAILED, pilot.log
+    assert unit.wait(timeout=30) == rp.DONE, unit.stderr
+    assert unit.exit_code == 0

@@ -343,8 +343,9 @@ class PilotManager(Manager):
         for p in pilots:
             status = p._provider.status([p.job_id])[0]
             if status.terminal:
-                # the agent may have said Bye just now: give the I/O thread a moment
-                time.sleep(0.2)
+                # what the agent sent before it ended (its last states and results, a
+                # Bye) may still wait in the socket: the I/O thread reads it first
+                self._catch_up(time.monotonic(), timeout)
                 if p.is_final:
                     continue
                 detail = _job_detail(status, p)
@@ -359,6 +360,14 @@ class PilotManager(Manager):
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
                 threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
+
+    def _catch_up(self, since: float, limit: float) -> None:
+        """Wait (``limit`` seconds at most) until the I/O thread has read everything
+        that arrived before ``since``."""
+        channel = self._session._channel
+        deadline = since + limit
+        while channel.caught_up < since and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def _job_detail(status: Any, pilot: ComputePilot) -> str:
