@@ -4,7 +4,13 @@ It connects back to the client (CURVE DEALER), reports its resources, then loops
 receive units and commands, place units on free slots, launch them, reap them when
 SIGCHLD wakes the loop, and send the state updates of each loop iteration as one
 batch. It ends on the client's cancel, when the pilot's runtime is reached, when the
-client has been silent too long, or on SIGTERM; every unit it holds ends first.
+client has been silent for longer than ``reconnect_grace``, or on SIGTERM; every unit
+it holds ends first.
+
+A client that dies is not the pilot's end: the agent carries on for the grace, keeps
+what it reports in its :class:`~.outbox.Outbox`, and follows the client that
+reattaches to the session (to the same address, or to the one it writes into
+``client.json`` of the pilot sandbox), which then asks for what it missed.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from rp_executor.outcome import Ending, Outcome
 
 from .config import AgentConfig
 from .executing import Finished, ForkExecutor
-from .function_pool import FuncResult, FunctionPool
+from .function_pool import FuncResult, FunctionPool, pool_size
 from .launch_methods import LaunchMethods
-from .resource_manager import make_resource_manager
+from .outbox import Outbox
+from .resource_manager import detect_cores, make_resource_manager
 from .scheduler import Scheduler
 
 log = logging.getLogger("rp_executor.agent")
@@ -40,6 +47,11 @@ _BATCH = 1024          # updates per frame at most
 _BATCH_AGE = 0.005     # seconds an update may wait for others under load
 _BACKLOG_AGE = 0.02    # ... and while units wait for cores (results come steadily)
 _FAILURE_GRACE = 1.0   # seconds a failed unit of a batch job waits for the job's end
+_LOOK_AFTER = 3        # heartbeats missed before the agent looks for a new client address
+#: what a reattaching client writes into the pilot sandbox: its address and key
+CLIENT_FILE = "client.json"
+#: what the agent writes into the pilot sandbox when it ends
+END_FILE = "agent.end.json"
 
 
 class Agent:
@@ -79,7 +91,14 @@ class Agent:
         self.ending: tuple[str, str] | None = None
         self.runtime_end = time.monotonic() + float(cfg.runtime) * 60
         self.beat_every = float(cfg.heartbeat_interval or 1.0)
-        self.client_timeout = float(cfg.heartbeat_timeout or 60.0)
+        self.grace = float(cfg.reconnect_grace)
+        self.client_lost = False      # the grace ran out
+        self.outbox = Outbox(self.sandbox)
+        self.ctx: zmq.Context | None = None
+        self.sock: zmq.Socket | None = None
+        self.poller = zmq.Poller()
+        self.endpoint = cfg.endpoint
+        self.client: dict = {}        # what client.json said when last read
 
     def _wake(self) -> None:
         try:
@@ -130,15 +149,28 @@ class Agent:
         (a Parsl DFK, a notebook) fewer wake-ups per unit."""
         return _BACKLOG_AGE if len(self.waiting) >= self.rm.cores else _BATCH_AGE
 
-    def _flush(self, sock: zmq.Socket, *more: Any) -> None:
+    def _flush(self, *more: Any) -> None:
+        """Send the gathered updates and ``more`` messages as one sequenced frame,
+        kept in the outbox until the client acknowledges it; a heartbeat alone goes
+        as a frame of its own, not kept."""
         self.first_update = None
         messages = []
         if self.updates:
             messages.append(wire.UnitStates(list(self.updates.values())))
             self.updates = {}
-        messages.extend(more)
+        messages.extend(m for m in more if not isinstance(m, wire.Heartbeat))
         if messages:
-            sock.send(wire.encode(messages))
+            frame = wire.encode(messages)
+            self._send([wire.pack_seq(self.outbox.add(frame)), frame])
+        elif more:
+            self._send([wire.encode(more)])
+
+    def _send(self, parts: list[bytes]) -> None:
+        # never blocks: what does not go now stays in the outbox, for a Resume
+        try:
+            self.sock.send_multipart(parts, zmq.NOBLOCK)
+        except zmq.Again:
+            log.debug("the client does not take frames now; kept %d", len(self.outbox))
 
     # units --------------------------------------------------------------------------
 
@@ -227,7 +259,9 @@ class Agent:
         if path:
             inherited = os.environ.get("PYTHONPATH")
             env["PYTHONPATH"] = os.pathsep.join(path + ([inherited] if inherited else []))
-        self.pool = FunctionPool(self.rm.cores, self.sandbox, env)
+        size = pool_size(self.rm.cores, detect_cores(), self.cfg.function_workers)
+        log.info("%d warm worker(s) for function units (%d cores)", size, self.rm.cores)
+        self.pool = FunctionPool(size, self.sandbox, env)
 
     def _place(self) -> None:
         """Start waiting units, in order, while there are free cores."""
@@ -327,6 +361,48 @@ class Agent:
             elif not self.executor.cancel(uid):
                 log.debug("cancel of %s: not here (already ended?)", uid)
 
+    def _resume(self, after: int) -> None:
+        """Send again every kept frame after ``after``, then what the agent holds."""
+        self.outbox.ack(after)
+        count = 0
+        for seq, frame in self.outbox.since(after):
+            self._send([wire.pack_seq(seq), frame])
+            count += 1
+        held = [*self.waiting, *self.staging, *self.executor.running_uids(),
+                *self.pool.running_uids()]
+        self._send([wire.encode([wire.Resumed(held, self.outbox.seq)])])
+        log.info("the client resumed after frame %d: sent %d frame(s) again; %d unit(s) "
+                 "held", after, count, len(held))
+
+    def _connect(self, endpoint: str, server_public: str) -> None:
+        """(Re)connect the socket to the client at ``endpoint`` and say Hello."""
+        if self.sock is not None:
+            self.poller.unregister(self.sock)
+            self.sock.close(linger=0)
+        keys = wire.KeyPair(self.cfg.public, self.cfg.secret)
+        self.sock = wire.connect_agent(self.ctx, self.pilot, endpoint, server_public, keys)
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.endpoint = endpoint
+        resources = {**self.rm.info(), "hostname": socket.gethostname(), "pid": os.getpid(),
+                     "sandbox": str(self.sandbox)}
+        self.sock.send(wire.encode([wire.Hello(self.pilot, resources)]))
+
+    def _look_for_client(self) -> None:
+        """A silent client may have been replaced by one that reattached elsewhere:
+        follow the address it wrote into the pilot sandbox."""
+        try:
+            data = wire.read_secret(self.sandbox / CLIENT_FILE)
+        except (OSError, ValueError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("cannot read %s: %s", CLIENT_FILE, exc)
+            return
+        if data != self.client and data.get("endpoint"):
+            # a new client (also at the same address: a socket that a client refused
+            # while it was starting may not try again by itself)
+            self.client = data
+            log.info("a client reattached at %s", data["endpoint"])
+            self._connect(data["endpoint"], data["server_public"])
+
     def _end(self, state: str, cause: str) -> None:
         if self.ending is None:
             log.info("ending the pilot %s: %s (%s)", self.pilot, state, cause)
@@ -336,10 +412,7 @@ class Agent:
 
     def run(self) -> int:
         """Serve until the pilot ends; returns the process exit code."""
-        ctx = zmq.Context()
-        keys = wire.KeyPair(self.cfg.public, self.cfg.secret)
-        sock = wire.connect_agent(ctx, self.pilot, self.cfg.endpoint,
-                                  self.cfg.server_public, keys)
+        self.ctx = zmq.Context()
         wake_r = self.wake_r
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -349,12 +422,9 @@ class Agent:
             states.FAILED, f"the agent got signal {signum}"))
         signal.signal(signal.SIGINT, signal.getsignal(signal.SIGTERM))
 
-        resources = {**self.rm.info(), "hostname": socket.gethostname(), "pid": os.getpid(),
-                     "sandbox": str(self.sandbox)}
-        sock.send(wire.encode([wire.Hello(self.pilot, resources)]))
+        self._connect(self.cfg.endpoint, self.cfg.server_public)
         self._start_pool()
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        poller = self.poller
         poller.register(wake_r, zmq.POLLIN)
         pool_fds: list[int] = []
         heard = time.monotonic()
@@ -389,9 +459,9 @@ class Agent:
                             pass
                     except BlockingIOError:
                         pass
-                if sock in ready:
+                if self.sock in ready:
                     heard = time.monotonic()
-                    self._drain(sock)
+                    self._drain()
                 if self.stager is not None and self.stager.pending:
                     self._staged()
                 self._functions_finished(self.pool.collect())
@@ -410,27 +480,48 @@ class Agent:
                 if now >= next_beat:
                     next_beat = now + self.beat_every
                     beat = wire.Heartbeat(time.time())
-                    if now - heard > self.client_timeout:
-                        self._end(states.FAILED,
-                                  f"no word from the client for {self.client_timeout:.0f} s")
+                    if now - heard > self.grace:
+                        self.client_lost = True
+                        self._end(states.FAILED, "client lost for longer than "
+                                                 f"reconnect_grace ({self.grace:g} s)")
+                    elif now - heard > _LOOK_AFTER * self.beat_every:
+                        self._look_for_client()
                 if now >= self.runtime_end:
                     self._end(states.DONE, f"runtime of {self.cfg.runtime} min reached")
                 if beat is not None:
-                    self._flush(sock, beat)
+                    self._flush(beat)
                 elif self.updates and self._flush_due(poller, now):
-                    self._flush(sock)
+                    self._flush()
             state, cause = self.ending
             self._shutdown(state, cause)
-            self._flush(sock, wire.Bye(state, cause))
+            self._flush(wire.Bye(state, cause))
         finally:
             self.executor.kill_all()
             if self.pool is not None:
                 self.pool.close()
-            sock.close(linger=2000)
-            ctx.term()
+            self._write_end()
+            if self.sock is not None:
+                self.sock.close(linger=2000)
+            self.ctx.term()
         return 0
 
-    def _drain(self, sock: zmq.Socket) -> None:
+    def _write_end(self) -> None:
+        """Leave in the pilot sandbox what the client may not have heard: the frames
+        it did not acknowledge (the outbox's spill file) and how the agent ended."""
+        kept = self.outbox.close()
+        state, cause = self.ending or (states.FAILED, "the agent failed")
+        try:
+            wire.write_secret(self.sandbox / END_FILE, {
+                "state": state, "cause": cause, "time": time.time(),
+                "seq": self.outbox.seq, "unacknowledged": kept,
+                "client_lost": self.client_lost})
+        except OSError as exc:
+            log.error("cannot write %s: %s", END_FILE, exc)
+        log.info("ended %s (%s); %d frame(s) the client did not acknowledge are in %s",
+                 state, cause, kept, self.outbox.path.name)
+
+    def _drain(self) -> None:
+        sock = self.sock
         while True:
             try:
                 frame = sock.recv(zmq.NOBLOCK)
@@ -451,7 +542,12 @@ class Agent:
                 elif isinstance(msg, wire.Withdraw):
                     given = [uid for uid in msg.uids if self.waiting.pop(uid, None)]
                     # the states reported so far go first, then the answer
-                    self._flush(sock, wire.Withdrawn(given))
+                    self._flush(wire.Withdrawn(given))
+                elif isinstance(msg, wire.Ack):
+                    self.outbox.ack(msg.seq)
+                elif isinstance(msg, wire.Resume):
+                    self._flush()   # what is gathered goes first, in order
+                    self._resume(msg.after)
 
     def _shutdown(self, state: str, cause: str) -> None:
         """End every unit still here: running ones are killed and FAILED.
@@ -472,7 +568,11 @@ class Agent:
                 outcome.note(f"rp_executor: {why} (during output staging)")
                 self._step(uid, (states.FAILED,), outcome)
         self.staging.clear()
-        if self.waiting:
+        if self.waiting and self.client_lost:
+            # no client is left to move them to another pilot
+            for uid in self.waiting:
+                self._step(uid, (states.FAILED,), _failed(cause))
+        elif self.waiting:
             log.info("%d unit(s) never started; the client re-routes them", len(self.waiting))
         self.waiting.clear()
         self._finished(self.executor.kill_all(), cause=why)

@@ -35,10 +35,15 @@ class AgentConfig:
     :ivar mpi_launch_method: how MPI units start (``MPIRUN``, ``SRUN``, ...).
     :ivar launch_options: options per launch method name.
     :ivar heartbeat_interval: seconds between heartbeats.
-    :ivar heartbeat_timeout: seconds of silence after which the client counts as dead.
+    :ivar reconnect_grace: seconds the agent carries on without a client (one that
+        reattaches in that time finds everything); past it the agent ends its units
+        and exits.
     :ivar log_level: the level of ``agent.log``.
     :ivar python_path: directories function units can import from (the client's
         ``sys.path`` when the pilot runs on the client's machine).
+    :ivar function_workers: warm worker processes for function units at most (None:
+        one per core of the pilot, at most 4 per core of the agent's node and 256 in
+        all; see :func:`rp_executor.agent.function_pool.pool_size`).
     """
 
     session_id: str = ""
@@ -58,9 +63,10 @@ class AgentConfig:
     mpi_launch_method: str = "MPIRUN"
     launch_options: dict[str, Any] = field(default_factory=dict)
     heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 60.0
+    reconnect_grace: float = 120.0
     log_level: str = "INFO"
     python_path: list[str] = field(default_factory=list)
+    function_workers: int | None = None
 
     @property
     def batch_job(self) -> bool:

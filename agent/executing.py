@@ -128,6 +128,10 @@ class ForkExecutor:
         """How many units have a process not reaped yet."""
         return len(self._running)
 
+    def running_uids(self) -> list[str]:
+        """The units that have a process not reaped yet."""
+        return list(self._running)
+
     @property
     def reap_timeout(self) -> float | None:
         """Seconds until ``reap`` must run again to escalate a cancel to SIGKILL.

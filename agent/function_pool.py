@@ -36,7 +36,8 @@ from .worker import HEADER, PROTOCOL, FrameReader, write_frame
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FuncResult", "FunctionPool", "RESULT_THRESHOLD", "EXIT_GRACE"]
+__all__ = ["FuncResult", "FunctionPool", "RESULT_THRESHOLD", "EXIT_GRACE", "WORKERS_PER_CORE",
+           "MAX_WORKERS", "pool_size"]
 
 RESULT_THRESHOLD = 1 << 20
 """Pickled return values larger than this many bytes go to ``<uid>/result.pkl``."""
@@ -44,7 +45,31 @@ RESULT_THRESHOLD = 1 << 20
 EXIT_GRACE = 1.0
 """Seconds ``close()`` waits for idle workers to exit on end of input before SIGKILL."""
 
+WORKERS_PER_CORE = 4
+"""Warm workers per core of the agent's node at most: all workers run there, and
+beyond a few per core they only add memory and start-up time (a pilot that
+oversubscribes its node gets no more than this)."""
+
+MAX_WORKERS = 256
+"""Warm workers of one pilot at most, however large the pilot or its node."""
+
 _LIVENESS_EVERY = 0.05  # seconds between checks that busy workers are still alive
+
+
+def pool_size(cores: int, node_cores: int, limit: int | None = None) -> int:
+    """How many warm workers a pilot of ``cores`` cores starts, its agent running on a
+    node of ``node_cores`` cores: one per core of the pilot, but at most ``limit``
+    when given (the session's ``function_workers``), else at most
+    ``WORKERS_PER_CORE`` per core of the node and ``MAX_WORKERS``; at least 1.
+    Function units beyond the workers wait for an idle one.
+
+    >>> pool_size(2, 2), pool_size(1_000_000, 2), pool_size(1_000_000, 128)
+    (2, 8, 256)
+    >>> pool_size(64, 2, limit=16)
+    16
+    """
+    ceiling = limit if limit is not None else min(WORKERS_PER_CORE * node_cores, MAX_WORKERS)
+    return max(1, min(cores, ceiling))
 
 
 @dataclass(slots=True)
@@ -160,6 +185,10 @@ class FunctionPool:
     def running(self) -> int:
         """How many units are in workers and not collected yet."""
         return len(self._busy)
+
+    def running_uids(self) -> list[str]:
+        """The units in workers, not collected yet."""
+        return list(self._busy)
 
     @property
     def collect_timeout(self) -> float | None:

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Node", "ResourceManager", "LocalResourceManager", "SlurmResourceManager",
            "PBSResourceManager", "LSFResourceManager", "RESOURCE_MANAGERS",
-           "make_resource_manager", "expand_hostlist", "detect_gpus"]
+           "make_resource_manager", "expand_hostlist", "detect_cores", "detect_gpus"]
 
 
 @dataclass(slots=True)
@@ -342,6 +342,15 @@ def _gpus_per_node(cfg: AgentConfig, n_nodes: int, env: Mapping[str, str]) -> in
     if described:
         return math.ceil(described / n_nodes)
     return detect_gpus(env)
+
+
+def detect_cores() -> int:
+    """How many cores this process may run on: its CPU affinity (what a batch
+    system's cgroup or ``taskset`` left it), else ``os.cpu_count()``, else 1."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):   # not on Linux
+        return os.cpu_count() or 1
 
 
 def detect_gpus(environ: Mapping[str, str]) -> int:

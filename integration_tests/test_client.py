@@ -51,8 +51,8 @@ def test_default_client_owns_a_machine_sized_pilot_and_close_ends_it(tmp_path, m
     monkeypatch.chdir(tmp_path)
     with Client(base_dir=tmp_path) as c:
         [pilot] = c.pilots
-        assert pilot.description["cores"] == os.cpu_count()
-        assert c.executor._max_workers == os.cpu_count()
+        assert pilot.description["cores"] == len(os.sched_getaffinity(0))
+        assert c.executor._max_workers == len(os.sched_getaffinity(0))
         assert c.submit(inc, 1).result(timeout=30) == 2
     assert c.session.closed and pilot.state == rp.CANCELED
     assert_no_session_processes(c.session.uid)

@@ -51,10 +51,12 @@ def test_agent_config_is_0600_and_its_secret_never_on_a_command_line(session, pm
         resource="local.localhost", cores=1, runtime=10))
     assert pilot.wait(rp.PMGR_ACTIVE, timeout=60) == rp.PMGR_ACTIVE
 
-    assert len(written) == 1
-    path, data, mode = written[0]
-    assert mode == 0o600
-    assert path.parent == Path(pilot.pilot_sandbox)
+    # the agent's config in the pilot sandbox, and the pilot's key pair in the
+    # session directory (for a client that reattaches), both 0600
+    assert sorted(p.parent for p, _, _ in written) == \
+        sorted([Path(pilot.pilot_sandbox), Path(session.path)])
+    assert all(mode == 0o600 for _, _, mode in written)
+    path, data, mode = next(w for w in written if w[0].parent == Path(pilot.pilot_sandbox))
     secret = data["secret"]
     assert secret and data["pilot_id"] == pilot.uid
     assert not path.exists(), "the agent removes its config file once read"

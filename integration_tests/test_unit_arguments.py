@@ -13,7 +13,8 @@ import pytest
 import rp_executor as rp
 
 # prints each argument it gets as [arg]: shows where one argument ends
-SHOW = "'for a in \"$@\"; do printf \"[%s]\" \"$a\"; done; echo'"
+# one write per process: the ranks of an MPI unit share its stdout
+SHOW = "'s=; for a in \"$@\"; do s=\"$s[$a]\"; done; printf \"%s\\n\" \"$s\"'"
 
 
 def words(*arguments, **descr) -> rp.ComputeUnitDescription:

@@ -378,7 +378,14 @@ def _non_empty_items(value: Any) -> str | None:
 class ComputePilotDescription(Description):
     """What a pilot should be: where (``resource``), how big (``cores``), how long
     (``runtime``, minutes). ``provider`` may carry a Parsl ExecutionProvider to use
-    instead of one built from the resource configuration."""
+    instead of one built from the resource configuration.
+
+    A pilot whose block runs on this machine (``local.localhost``, or any
+    ``LocalProvider``) may not ask for more cores or GPUs than the machine has,
+    unless ``oversubscribe`` is True: :meth:`PilotManager.submit_pilots
+    <rp_executor.pilot_manager.PilotManager.submit_pilots>` raises
+    :class:`BadParameter` naming the field, the value and what is allowed.
+    """
 
     _schema = (
         Attr("resource", str | None, None, non_empty, doc="resource label, e.g. local.localhost"),
@@ -387,6 +394,9 @@ class ComputePilotDescription(Description):
         Attr("sandbox", str | None, None, non_empty, doc="overrides the remote workdir"),
         Attr("cores", int, 0, at_least(0), doc="mandatory (>= 1 at validate)"),
         Attr("gpus", int, 0, at_least(0)),
+        Attr("oversubscribe", bool, False,
+             doc="a pilot on this machine (LocalProvider) may ask for more cores or GPUs "
+                 "than the machine has; refused at submit_pilots otherwise"),
         Attr("memory", int | None, None, at_least(0), doc="MB"),
         Attr("queue", str | None, None, non_empty),
         Attr("project", str | None, None, non_empty),

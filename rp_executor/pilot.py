@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import copy
+import json
 import logging
 import threading
 import time
@@ -26,7 +28,8 @@ class ComputePilot(Stateful):
     __slots__ = ("_rcfg", "_provider", "job_id", "resource_details",
                  "log", "stdout", "stderr", "_sandboxes", "_io_lock", "_connected",
                  "_unsent", "_last_seen", "_canceling", "_said_bye", "_block_gone",
-                 "_umgrs", "_keys", "_launched", "_staged_out", "__weakref__")
+                 "_block_lock", "_umgrs", "_keys", "_launched", "_staged_out", "_seq",
+                 "_acks", "_acked", "_asked", "_restored", "_unconfirmed", "__weakref__")
     _kind = "pilot"
 
     def __init__(self, uid: str, pmgr: Any, description: Any) -> None:
@@ -46,10 +49,21 @@ class ComputePilot(Stateful):
         self._canceling = False
         self._said_bye = False
         self._block_gone = False
+        self._block_lock = threading.Lock()   # one thread ends the block and its processes
         self._umgrs: list = []
         self._keys: wire.KeyPair | None = None
         self._launched = threading.Event()
         self._staged_out = False   # the description's output_staging ran (once)
+        # the agent's sequenced frames (wire.py): the last one applied, the journal
+        # tickets of those not yet acknowledged, the last acknowledged, and the
+        # Resume asked for a missing frame (after, when)
+        self._seq = 0
+        self._acks: collections.deque = collections.deque()
+        self._acked = 0
+        self._asked: tuple[int, float] = (-1, 0.0)
+        self._restored = False     # rebuilt from the journal by a reattaching client
+        # ... and the units it had sent before, not known to have arrived
+        self._unconfirmed: set[str] = set()
 
     # properties ---------------------------------------------------------------------
 
@@ -164,9 +178,27 @@ class ComputePilot(Stateful):
                 return True
             return False
 
-    def _on_messages(self, messages: list) -> None:
-        """Handle a frame from the agent (on the I/O thread)."""
+    def _on_messages(self, messages: list, seq: int | None = None) -> None:
+        """Handle a frame from the agent (on the I/O thread).
+
+        A sequenced frame is applied once, in order: one seen before is dropped, and
+        one after a gap too, with a Resume that asks for the missing ones.
+        """
         self._last_seen = time.monotonic()
+        if self._restored and not self._connected and not self.is_final:
+            self._reconnected()
+        self._apply(messages, seq)
+
+    def _apply(self, messages: list, seq: int | None, force: bool = False) -> None:
+        """Apply a frame's messages; a sequenced one once and in order (``force``:
+        also after a gap, for the frames an agent that is gone left in its sandbox)."""
+        if seq is not None:
+            if seq <= self._seq:
+                return
+            if seq != self._seq + 1 and not force:
+                self._ask_resume()
+                return
+            self._seq = seq
         for msg in messages:
             if isinstance(msg, wire.UnitStates):
                 self.session._route_unit_states(self, msg.updates)
@@ -179,11 +211,76 @@ class ComputePilot(Stateful):
                                           cause=msg.cause)
             elif isinstance(msg, wire.Withdrawn):
                 self.session._route_withdrawn(self, msg.uids)
+            elif isinstance(msg, wire.Resumed):
+                self._on_resumed(msg)
             elif isinstance(msg, wire.Heartbeat):
                 pass
+        if seq is not None:
+            # after the frame's own writes: when the journal committed this one, it
+            # holds the frame, and the agent may forget it (Session._on_tick)
+            self._acks.append((self.session._journal.set_pilot_seq(self.uid, seq), seq))
+
+    def _ack(self, committed: int) -> wire.Ack | None:
+        """The Ack for the frames the journal holds now (up to ticket ``committed``)."""
+        acks, seq = self._acks, None
+        while acks and acks[0][0] <= committed:
+            seq = acks.popleft()[1]
+        if seq is None or seq <= self._acked:
+            return None
+        self._acked = seq
+        return wire.Ack(seq)
+
+    def _ask_resume(self) -> None:
+        """Ask the agent for every frame after the last applied one (once a second
+        for the same frame at most: the answer may be on its way)."""
+        now = time.monotonic()
+        if self._asked[0] == self._seq and now - self._asked[1] < 1.0:
+            return
+        self._asked = (self._seq, now)
+        self.session._channel.send(self.uid, wire.Resume(self._seq))
+
+    def _reconnected(self) -> None:
+        """The agent of a pilot rebuilt from the journal spoke: it is connected, and
+        is asked for what the journal does not hold."""
+        self.log.append("the agent reconnected to a reattached client")
+        self._ask_resume()
+        with self._io_lock:
+            self._connected = True
+            if self._unsent:    # units the former client had not sent
+                self.session._channel.send(self.uid, wire.Units(self._unsent))
+                self._unsent = []
+
+    def _on_resumed(self, msg: wire.Resumed) -> None:
+        """The agent sent what it kept and names the units it holds: a unit sent to
+        it that it neither holds nor reported ended never arrived."""
+        if self._seq < msg.seq:
+            self._ask_resume()   # frames are missing still: ask again, then decide
+            return
+        unconfirmed, self._unconfirmed = self._unconfirmed - set(msg.uids), set()
+        if unconfirmed:
+            self._never_arrived(unconfirmed)
+
+    def _never_arrived(self, uids: set[str]) -> None:
+        """Units the former client sent to this pilot's agent, which never got them
+        (the client died first): they are sent again (those that ended meanwhile are
+        left as they are)."""
+        by_umgr: dict[Any, list] = {}
+        for uid in uids:
+            unit = self.session._units.get(uid)
+            if unit is not None and unit._pilot is self and not unit.is_final:
+                by_umgr.setdefault(unit._manager, []).append(unit)
+        for umgr, units in by_umgr.items():
+            log.info("%s: %d unit(s) sent before the client died never arrived; sending "
+                     "them again", self.uid, len(units))
+            umgr._resend(units)
 
     def _on_hello(self, msg: wire.Hello) -> None:
+        again = bool(self.resource_details)   # an agent that followed a new client
         self.resource_details = msg.resources
+        self.session._journal.set_pilot_resources(self.uid, json.dumps(msg.resources))
+        if again:
+            self._ask_resume()
+            return
         with self._io_lock:
             self._connected = True
             if self._unsent:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rp_executor import states
 from rp_executor._core import providers
-from rp_executor._core import wire
+from rp_executor._core import reattach, wire
 from rp_executor._core.journal import to_json
 from rp_executor._core.lifecycle import Manager
 from rp_executor.agent.config import AgentConfig
@@ -79,7 +79,10 @@ class PilotManager(Manager):
     def submit_pilots(self, descriptions: Any) -> Any:
         """Launch one pilot per description; one description in gives one pilot out.
 
-        Every description is validated before any pilot is launched.
+        Every description is validated before any pilot is launched. A pilot whose
+        block runs on this machine (a ``LocalProvider``, as for ``local.localhost``)
+        may ask for at most the cores and GPUs the machine has, unless its
+        description sets ``oversubscribe=True``.
 
         :raises BadParameter: an invalid description (the message names which and why),
             or an empty list.
@@ -103,15 +106,17 @@ class PilotManager(Manager):
             d.validate()
             if d.input_staging or d.output_staging:
                 _check_pilot_staging(d, i)
-            self._session._resources.get(d.resource)  # raises DoesNotExist with suggestions
+            rcfg = self._session._resources.get(d.resource)  # DoesNotExist, with suggestions
             if d.access_schema is not None:
                 try:
-                    self._session._resources.get(d.resource, d.access_schema)
+                    rcfg = self._session._resources.get(d.resource, d.access_schema)
                 except BadParameter as exc:
                     raise BadParameter(f"descriptions[{i}].access_schema: {exc}",
                                        attribute="access_schema",
                                        value=d.access_schema) from exc
             _check_provider(d, i)
+            if _runs_here(d, rcfg) and not d.oversubscribe:
+                _check_machine_size(d, i)
             checked.append(d)
         now = time.time()
         pilots = [ComputePilot(self._session._next_id("pilot", 4), self, d) for d in checked]
@@ -256,6 +261,7 @@ class PilotManager(Manager):
             from rp_executor.staging.stager import stage_pilot
             stage_pilot(pilot, pd.input_staging, output=False, name="input_staging")
         pilot._keys = wire.KeyPair.generate()
+        reattach.save_keys(session._dir, pilot.uid, pilot._keys)   # for a reattach
         session._channel.allow(pilot._keys.public)
         cfg_path = pilot_sb / "agent.cfg.json"
         cores_per_node = rcfg.get("cores_per_node")
@@ -274,8 +280,9 @@ class PilotManager(Manager):
             mpi_launch_method=rcfg.get("mpi_launch_method") or "MPIRUN",
             launch_options=rcfg.get("launch_options") or {},
             heartbeat_interval=session._cfg["heartbeat_interval"],
-            heartbeat_timeout=session._cfg["agent_heartbeat_timeout"],
+            reconnect_grace=session._cfg["reconnect_grace"],
             log_level=session._cfg["agent_log_level"],
+            function_workers=session._cfg["function_workers"],
             # on this machine, function units can use what the client can import; ''
             # (a REPL, a notebook, python -c) is the client's directory, not the agent's
             python_path=[os.path.abspath(p) for p in sys.path]
@@ -306,21 +313,46 @@ class PilotManager(Manager):
             self._remove_block(pilot)
             self._set_states([(pilot, [(states.CANCELED, time.time())])],
                              cause="canceled before the agent connected")
+        elif pilot._restored:
+            self._set_states([(pilot, [(states.CANCELED, time.time())])],
+                             cause="canceled before the agent reconnected")
+            self._remove_block(pilot)
         # otherwise the launcher sees _canceling and does not launch
 
     def _remove_block(self, pilot: ComputePilot, grace: float = 5.0) -> None:
-        """Make sure the pilot's block is gone: wait for it briefly, then cancel it."""
-        if pilot._block_gone or pilot._provider is None or pilot.job_id is None:
-            return
-        try:
-            if not providers.wait_terminal(pilot._provider, pilot.job_id, grace):
-                pilot._provider.cancel([pilot.job_id])
-                providers.wait_terminal(pilot._provider, pilot.job_id, grace)
-        except Exception:
-            log.exception("removing the block of %s failed", pilot.uid)
-        pilot._block_gone = True
-        if not pilot._said_bye and self._session._is_local(pilot):
-            providers.sweep_local_processes(self._session.uid, pilot.uid, pilot.pilot_sandbox)
+        """Make sure the pilot's block and every process of it are gone.
+
+        A block whose agent said goodbye ends by itself and gets ``grace`` seconds
+        to do so; one whose agent died or hangs (no goodbye) is canceled at once
+        through its provider (``scancel`` for Slurm, SIGTERM to the process group of
+        LocalProvider's shell). On this machine, what the pilot left (a stopped
+        agent, its workers, units in their own process groups) is then ended by
+        :func:`providers.sweep_local_processes`; so are the processes of a pilot
+        rebuilt by a reattach, which has no provider. Runs once per pilot; a second
+        caller waits until the first is done.
+        """
+        with pilot._block_lock:
+            if pilot._block_gone:
+                return
+            if pilot._provider is None or pilot.job_id is None:
+                if pilot._restored and self._session._is_local(pilot) and pilot.pilot_sandbox:
+                    if pilot._said_bye:   # the agent ends by itself: give it the time
+                        _wait_gone(pilot.resource_details.get("pid"), grace)
+                    providers.sweep_local_processes(self._session.uid, pilot.uid,
+                                                    pilot.pilot_sandbox)
+                    pilot._block_gone = True
+                return
+            try:
+                if not providers.wait_terminal(pilot._provider, pilot.job_id,
+                                               grace if pilot._said_bye else 0):
+                    pilot._provider.cancel([pilot.job_id])
+                    providers.wait_terminal(pilot._provider, pilot.job_id, grace)
+            except Exception:
+                log.exception("removing the block of %s failed", pilot.uid)
+            pilot._block_gone = True
+            if self._session._is_local(pilot) and pilot.pilot_sandbox:
+                providers.sweep_local_processes(self._session.uid, pilot.uid,
+                                                pilot.pilot_sandbox)
 
     # watching -----------------------------------------------------------------------
 
@@ -341,6 +373,10 @@ class PilotManager(Manager):
             pilots = [p for p in self._pilots.values()
                       if not p.is_final and p.job_id is not None]
         for p in pilots:
+            if p._provider is None:   # rebuilt by a reattach: the agent must come back
+                if heard_until - p._last_seen > timeout or reattach.agent_gone(p):
+                    self._agent_gone(p)
+                continue
             status = p._provider.status([p.job_id])[0]
             if status.terminal:
                 # what the agent sent before it ended (its last states and results, a
@@ -353,13 +389,34 @@ class PilotManager(Manager):
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"the block ended before the agent said goodbye "
                                        f"({detail})")
-                p._block_gone = True
-                if self._session._is_local(p):
-                    providers.sweep_local_processes(self._session.uid, p.uid, p.pilot_sandbox)
             elif heard_until - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
-                threading.Thread(target=self._remove_block, args=(p,), daemon=True).start()
+            else:
+                continue
+            # what the agent left (or the hung agent itself) ends off this thread, which
+            # watches the other pilots; closing the manager waits for it (_block_lock)
+            threading.Thread(target=self._remove_block, args=(p,), daemon=True,
+                             name=f"rp-{p.uid}-remove").start()
+
+    def _agent_gone(self, pilot: ComputePilot) -> None:
+        """A pilot rebuilt by a reattach whose agent ended, or did not come back in
+        ``heartbeat_timeout``: what the agent left in its sandbox is applied, and the
+        pilot ends with what it held."""
+        applied = reattach.replay_spill(pilot)
+        end = reattach.read_agent_end(pilot)
+        if applied:
+            pilot.log.append(f"applied {applied} report(s) the agent left in its sandbox")
+        if not pilot.is_final:
+            if end:
+                cause = f"the agent ended while no client was attached: {end['cause']}"
+                state = end["state"] if end["state"] in states.FINAL_STATES else states.FAILED
+            else:
+                cause = ("the agent did not come back to the reattached client within "
+                         f"{self._session._cfg['heartbeat_timeout']:g} s")
+                state = states.FAILED
+            self._set_states([(pilot, [(state, time.time())])], cause=cause)
+        self._remove_block(pilot)
 
     def _catch_up(self, since: float, limit: float) -> None:
         """Wait (``limit`` seconds at most) until the I/O thread has read everything
@@ -368,6 +425,19 @@ class PilotManager(Manager):
         deadline = since + limit
         while channel.caught_up < since and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+def _wait_gone(pid: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds until process ``pid`` (of this host) is gone."""
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return
+        except OSError:
+            return
+        time.sleep(0.05)
 
 
 def _job_detail(status: Any, pilot: ComputePilot) -> str:
@@ -414,6 +484,35 @@ def _check_provider(d: ComputePilotDescription, index: int) -> None:
                            f"({type(provider).__name__}), which has no {', '.join(missing)}; "
                            "allowed: a Parsl ExecutionProvider, the name of one, or None",
                            attribute="provider", value=provider)
+
+
+def _runs_here(d: ComputePilotDescription, rcfg: dict) -> bool:
+    """Whether the pilot's block would run on this machine: its provider (the
+    description's, else the resource config's, else the default) is a LocalProvider."""
+    provider = d.provider
+    if provider is None:
+        provider = rcfg.get("provider") or "LocalProvider"
+    name = provider if isinstance(provider, str) else type(provider).__name__
+    return name == "LocalProvider"
+
+
+def _check_machine_size(d: ComputePilotDescription, index: int) -> None:
+    """A pilot on this machine asks for no more cores and GPUs than it has;
+    BadParameter names the field, the value and what is allowed."""
+    from rp_executor.agent.resource_manager import detect_cores, detect_gpus
+
+    cores = detect_cores()
+    if d.cores > cores:
+        raise BadParameter(f"descriptions[{index}].cores: {d.cores} is more than the {cores} "
+                           f"cores of this machine ({d.resource}); allowed: 1..{cores}, or "
+                           "set oversubscribe=True", attribute="cores", value=d.cores)
+    if d.gpus:
+        gpus = detect_gpus(os.environ)
+        if d.gpus > gpus:
+            allowed = f"0..{gpus}" if gpus else "0"
+            raise BadParameter(f"descriptions[{index}].gpus: {d.gpus} is more than the {gpus} "
+                               f"GPUs of this machine ({d.resource}); allowed: {allowed}, or "
+                               "set oversubscribe=True", attribute="gpus", value=d.gpus)
 
 
 def _check_pilot_staging(d: ComputePilotDescription, index: int) -> None:

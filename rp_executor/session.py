@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rp_executor._core import wire
+from rp_executor._core import reattach, wire
 from rp_executor._core.journal import Journal
 from rp_executor._core.lifecycle import CallbackThread, check_open
 from rp_executor.context import Context
@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CFG: dict[str, Any] = {
     "heartbeat_interval": 1.0,        # seconds between heartbeats, both ways
     "heartbeat_timeout": 10.0,        # client: a silent agent for this long has died
-    "agent_heartbeat_timeout": 60.0,  # agent: a silent client for this long has died
+    "reconnect_grace": 120.0,         # agent: carries on this long without a client
     "watch_interval": 1.0,            # client: how often providers are asked for job states
     "agent_log_level": "INFO",
+    "function_workers": None,         # agent: warm workers for function units at most
+                                      # (None: one per core, <= 4 per node core, <= 256)
     "bind_host": "127.0.0.1",         # the address agents connect to
     "globus_deadline": 3600.0,        # staging: seconds until Globus expires a transfer task
     "globus_timeout": None,           # staging: seconds to wait for a task (None: deadline + 60)
@@ -93,14 +95,26 @@ class Session:
     """The root of everything a script does with pilots.
 
     :param uid: the session's id; a new ``rp.session.<host>.<user>.<day>.<n>`` id by
-        default.
-    :param cfg: settings overriding :data:`DEFAULT_CFG`.
+        default. The uid of a session whose client died (its directory, under
+        ``base_dir``, holds its journal), or the path of that directory, reattaches
+        to it: see :ref:`reattach`.
+    :param cfg: settings overriding :data:`DEFAULT_CFG` (for a reattach: those the
+        session was made with).
     :param dburl: accepted for RADICAL-Pilot compatibility and ignored (the journal
         is an SQLite file in the session directory); so is ``$RADICAL_PILOT_DBURL``.
     :param base_dir: where the session directory ``<uid>/`` is made (default: the
         current directory).
 
     :raises DatabaseError: the session directory or its journal cannot be created.
+    :raises IncorrectState: reattaching to a session whose client still runs.
+
+    A client that dies is not the end of its pilots: their agents carry on for
+    ``reconnect_grace`` seconds (a setting of ``cfg``, 120 by default), keep what
+    they report, and follow a new client that reattaches with
+    ``Session(uid=<the session's uid>)`` in that time. The reattached session has the
+    managers, pilots and units of the journal with their state histories; units that
+    ended meanwhile show how, units still running end and are delivered. Past the
+    grace the agents end their units and exit.
     """
 
     def __init__(self, uid: str | None = None, cfg: dict | None = None,
@@ -112,11 +126,23 @@ class Session:
             raise BadParameter(f"Session cfg has no setting {name!r}; allowed: "
                                f"{', '.join(DEFAULT_CFG)}", attribute=name,
                                value=(cfg or {})[name])
-        self._cfg = {**DEFAULT_CFG, **(cfg or {})}
         self._client_sandbox = os.getcwd()
         base = Path(base_dir) if base_dir is not None else Path(self._client_sandbox)
+        existing = reattach.find(uid, base) if uid is not None else None
+        former: dict = {}
+        if existing is not None:
+            former = reattach.check_client_gone(existing, existing.name)
+            cfg = {**_journal_cfg(existing), **(cfg or {})}
+        self._cfg = {**DEFAULT_CFG, **(cfg or {})}
+        workers = self._cfg["function_workers"]
+        if workers is not None and (type(workers) is not int or workers < 1):
+            raise BadParameter(f"Session cfg function_workers: got {workers!r}; allowed: "
+                               "an int >= 1, or None", attribute="function_workers",
+                               value=workers)
         try:
-            if uid is None:
+            if existing is not None:
+                self._uid, self._dir = existing.name, existing
+            elif uid is None:
                 self._uid, self._dir = _session_uid(base)
             else:
                 self._uid, self._dir = uid, base / uid
@@ -128,7 +154,9 @@ class Session:
         self._created = time.time()
         self._closed = False
         self._close_lock = threading.Lock()
-        self._journal = Journal(self._dir / "session.sqlite")
+        self._journal = Journal(self._dir / reattach.JOURNAL)
+        if existing is not None:
+            self._created = _journal_created(self._journal) or self._created
         self._journal.add_session(self._uid, self._created, self._cfg)
         self._callbacks = CallbackThread()
         self._resources = ResourceRegistry()
@@ -140,9 +168,25 @@ class Session:
         self._counters: dict[str, itertools.count] = {}
         self._unit_counter = itertools.count()
         self._id_lock = threading.Lock()
+        self._restoring = existing is not None
+        keys = reattach.load_keys(self._dir, "client") if existing is not None else None
         self._channel = wire.ClientChannel(self._on_messages, self._on_tick,
                                            host=self._cfg["bind_host"],
-                                           tick=self._cfg["heartbeat_interval"])
+                                           tick=self._cfg["heartbeat_interval"], keys=keys,
+                                           port=_port_of(former.get("endpoint")),
+                                           allowed=reattach.agent_keys(self._dir)
+                                           if existing is not None else ())
+        if keys is None:
+            reattach.save_keys(self._dir, "client", self._channel.keys)
+        reattach.write_client(self._dir, self._channel.endpoint)
+        if existing is not None:
+            try:
+                reattach.restore(self)
+            except Exception:
+                self.close(terminate=False)
+                raise
+            finally:
+                self._restoring = False
         log.info("session %s in %s", self._uid, self._dir)
 
     # identity -----------------------------------------------------------------------
@@ -310,6 +354,7 @@ class Session:
             pmgr.close(terminate=terminate)
         self._callbacks.close()
         self._channel.close()
+        self._journal.close_session(self._uid, time.time())
         if terminate:
             from rp_executor._core.providers import sweep_local_processes
             for pilot in self._pilots.values():
@@ -418,7 +463,23 @@ class Session:
     def _register_umgr(self, umgr: Any) -> None:
         self._check_open()
         self._umgrs[umgr.uid] = umgr
-        self._journal.add_manager(umgr.uid, "umgr", time.time())
+        self._journal.add_manager(umgr.uid, "umgr", time.time(), umgr.scheduler)
+
+    def _continue_ids(self, *uid_lists: list[str]) -> None:
+        """Go on numbering after the uids of a reattached session's objects."""
+        with self._id_lock:
+            for uids in uid_lists:
+                for uid in uids:
+                    prefix, _, number = uid.rpartition(".")
+                    if not number.isdigit():
+                        continue
+                    if prefix == "unit":
+                        n = max(int(number) + 1, next(self._unit_counter))
+                        self._unit_counter = itertools.count(n)
+                    else:
+                        counter = self._counters.get(prefix)
+                        n = max(int(number) + 1, next(counter) if counter else 0)
+                        self._counters[prefix] = itertools.count(n)
 
     def _check_open(self) -> None:
         check_open(self._closed, f"session {self._uid}")
@@ -432,12 +493,15 @@ class Session:
 
     # the wire (I/O thread) ----------------------------------------------------------
 
-    def _on_messages(self, pilot_uid: str, messages: list) -> None:
+    def _on_messages(self, pilot_uid: str, messages: list, seq: int | None) -> None:
         pilot = self._pilots.get(pilot_uid)
         if pilot is None:
-            log.warning("message from unknown pilot %r", pilot_uid)
+            # while a reattach rebuilds its pilots, their agents may speak already:
+            # what is dropped now, they send again when asked to resume
+            log.log(logging.DEBUG if self._restoring else logging.WARNING,
+                    "message from unknown pilot %r", pilot_uid)
             return
-        pilot._on_messages(messages)
+        pilot._on_messages(messages, seq)
 
     def _route_unit_states(self, pilot: Any, updates: list) -> None:
         units = self._units
@@ -462,6 +526,44 @@ class Session:
 
     def _on_tick(self) -> None:
         beat = wire.Heartbeat(time.time())
+        committed = self._journal.committed
         for pilot in list(self._pilots.values()):
             if pilot._connected and not pilot.is_final:
                 pilot._send(beat)
+                ack = pilot._ack(committed)
+                if ack is not None:
+                    pilot._send(ack)
+
+
+def _journal_cfg(directory: Path) -> dict:
+    """The settings a session was made with, from its journal ({} if unreadable)."""
+    try:
+        db = sqlite3.connect(f"{(directory / reattach.JOURNAL).resolve().as_uri()}?mode=ro",
+                             uri=True)
+        try:
+            row = db.execute("SELECT cfg FROM session").fetchone()
+        finally:
+            db.close()
+        data = json.loads(row[0]) if row and row[0] else {}
+    except (sqlite3.Error, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if k in DEFAULT_CFG}
+
+
+def _journal_created(journal: Journal) -> float | None:
+    db = journal.connect()
+    try:
+        row = db.execute("SELECT created FROM session").fetchone()
+    finally:
+        db.close()
+    return row[0] if row else None
+
+
+def _port_of(endpoint: str | None) -> int | None:
+    """The port of a ``tcp://host:port`` endpoint (None when there is none)."""
+    if not endpoint:
+        return None
+    try:
+        return int(endpoint.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None

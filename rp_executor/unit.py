@@ -12,6 +12,9 @@ from rp_executor._core.lifecycle import Stateful
 from rp_executor.outcome import Ending, Outcome
 
 _UNREAD = object()   # a function unit's value that was not unpickled yet
+#: the ``_call`` of a function unit rebuilt from the journal (Session(uid=...)): it is
+#: a function unit, and its function and arguments were not kept
+CALL_NOT_KEPT = ()
 
 
 class ComputeUnit(Stateful):

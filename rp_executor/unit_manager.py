@@ -20,7 +20,7 @@ from rp_executor.description import ComputeUnitDescription
 from rp_executor.exceptions import BadParameter, IncorrectState
 from rp_executor.outcome import Ending, Outcome
 from rp_executor.staging.unit_staging import UnitStaging, plan_of
-from rp_executor.unit import ComputeUnit
+from rp_executor.unit import CALL_NOT_KEPT, ComputeUnit
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class UnitManager(Manager):
         self._queued_reported = 0
         self._staging = UnitStaging(self)             # units with staging directives
         self._final_cbs: list = []                    # register_final_callback
+        self._uncallable = False    # units rebuilt by a reattach whose call is not kept
         session._register_umgr(self)
 
     @property
@@ -111,15 +112,19 @@ class UnitManager(Manager):
                 if p.uid in self._pilots:
                     raise BadParameter(f"pilot {p.uid} already added", attribute="pilots",
                                        value=p.uid)
-            for p in pilots:
-                self._pilots[p.uid] = p
-                self._by_pilot.setdefault(p.uid, set())
-                self._busy.setdefault(p.uid, [0, 0])
-                if self not in p._umgrs:
-                    p._umgrs.append(self)
+            self._add_pilots(pilots)
+            self._session._journal.add_umgr_pilots(self._uid, [p.uid for p in pilots])
             waiting, self._unbound = self._unbound, []
             if waiting:
                 self._schedule(waiting)
+
+    def _add_pilots(self, pilots: list) -> None:
+        for p in pilots:
+            self._pilots[p.uid] = p
+            self._by_pilot.setdefault(p.uid, set())
+            self._busy.setdefault(p.uid, [0, 0])
+            if self not in p._umgrs:
+                p._umgrs.append(self)
 
     def list_pilots(self) -> list[str]:
         """The uids of the pilots added to this manager."""
@@ -156,6 +161,7 @@ class UnitManager(Manager):
                 # the pilot still tells this manager when it ends (pilot._umgrs), so
                 # that units left running on it end too
                 pilot = self._pilots.pop(uid)
+                self._session._journal.remove_umgr_pilots(self._uid, [uid])
                 bound = set(self._by_pilot.get(uid, ()))
                 taken = pilot._take_unsent(bound)
                 moved.extend(self._unbind(self._units[t]) for t in taken)
@@ -242,8 +248,8 @@ class UnitManager(Manager):
         for unit, call in zip(units, calls):
             unit._call = call
         staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
-        session._journal.add_units([(u.uid, self._uid, description_json(u._description))
-                                    for u in units])
+        session._journal.add_units([(u.uid, self._uid, description_json(u._description),
+                                     1 if u._call is not None else None) for u in units])
         with self._lock:
             for u in units:
                 self._units[u.uid] = u
@@ -350,6 +356,8 @@ class UnitManager(Manager):
 
     def _schedule(self, units: list[ComputeUnit]) -> None:
         """Bind units to pilots and hand them on (lock held)."""
+        if self._uncallable:
+            units = self._callable(units)
         if self._late and self._unbound:
             # late binding: units already waiting go first
             units = [*self._unbound, *units]
@@ -396,10 +404,62 @@ class UnitManager(Manager):
             again = [u.uid for u in group if u._description.restartable]
             if again:
                 self._restartable.setdefault(pilot.uid, set()).update(again)
+            self._session._journal.bind_units(pilot.uid, [u.uid for u in group])
             if self._staging.plans:
                 group = self._staging.stage_in(pilot, group, now)
             self._advance([(u, steps) for u in group])
             pilot._send_units([wire.unit_form(u) for u in group])
+
+    def _callable(self, units: list[ComputeUnit]) -> list[ComputeUnit]:
+        """The units that can be sent to a pilot; function units rebuilt by a
+        reattach, whose call was not kept, fail (lock held)."""
+        gone = [u for u in units if u._call is CALL_NOT_KEPT]
+        if gone:
+            self._fail(gone, "the client was lost before the unit ran, and the journal "
+                             "does not keep a function unit's call to send it again")
+        return [u for u in units if u._call is not CALL_NOT_KEPT]
+
+    def _fail(self, units: list[ComputeUnit], why: str) -> None:
+        """End units FAILED for ``why`` (noted in their stderr)."""
+        with self._lock:
+            units = [u for u in units if not u.is_final]
+            for u in units:
+                u._end(Ending.FAILED, why)
+            now = time.time()
+            self._advance([(u, ((states.FAILED, now),)) for u in units])
+
+    def _restored(self, pilots: list, unsent: list[ComputeUnit],
+                  staging_out: list[ComputeUnit]) -> None:
+        """Go on after a reattach (rp_executor._core.reattach) with the pilots added
+        to this manager, the units the former client had not sent yet (see
+        :meth:`_resend`) and the units whose output staging it did not finish
+        (failed)."""
+        with self._lock:
+            live = [u for u in self._units.values() if not u.is_final]
+            self._uncallable = any(u._call is CALL_NOT_KEPT for u in live)
+            self._add_pilots(pilots)
+            self._fail(staging_out, "the client was lost during the unit's output staging")
+            # the units' directives: those in agents may still have output to stage
+            plans = [(u.uid, plan_of(u._description, self._session)) for u in live
+                     if u._description.input_staging or u._description.output_staging]
+            if plans:
+                self._staging.add(plans)
+            self._resend(unsent)
+
+    def _resend(self, units: list[ComputeUnit]) -> None:
+        """Schedule again units of a reattached session that never reached an agent:
+        executables are sent from their journaled description; function units fail,
+        since the journal does not keep their calls (see :meth:`_callable`)."""
+        with self._lock:
+            units = [u for u in units if not u.is_final]
+            plans = [(u.uid, plan_of(u._description, self._session)) for u in units
+                     if u._call is not CALL_NOT_KEPT and u.uid not in self._staging.plans
+                     and (u._description.input_staging or u._description.output_staging)]
+            if plans:
+                self._staging.add(plans)
+            self._queued.update(u.uid for u in units)
+            if units:
+                self._schedule([self._unbind(u) for u in units])
 
     def _room(self, pilot: Any) -> PilotRoom:
         details = pilot.resource_details or {}
@@ -510,6 +570,7 @@ class UnitManager(Manager):
                      and u._outcome.lost]
             restart = [u for u in failed if u._description.restartable] + ended \
                 if others else []
+            restart = [u for u in restart if u._call is not CALL_NOT_KEPT]
             for u in failed:
                 u._end(Ending.LOST, f"pilot {pilot.uid} ended ({pilot.state}: {cause}) "
                                     "before the unit finished")
@@ -556,7 +617,8 @@ class UnitManager(Manager):
                         self._hold(u._pilot.uid, [u], -1)
                         freed = True
                 o = u._outcome
-                results.append((u.pilot, o.exit_code, o.stdout, o.stderr, u.uid))
+                results.append((u.pilot, o.exit_code, o.stdout, o.stderr, o.result,
+                                o.result_file, o.exception, o.traceback, u.uid))
             elif value(state) >= _EXECUTING_VALUE:
                 queued.discard(u.uid)
         if results:

@@ -16,7 +16,7 @@ from rp_executor.exceptions import BadParameter
 
 PILOT_DEFAULTS = {
     "resource": None, "access_schema": None, "runtime": None, "sandbox": None,
-    "cores": 0, "gpus": 0, "memory": None, "queue": None, "project": None,
+    "cores": 0, "gpus": 0, "oversubscribe": False, "memory": None, "queue": None, "project": None,
     "cleanup": None, "candidate_hosts": None, "exit_on_error": False, "_config": None,
     "input_staging": [], "output_staging": [], "output": None, "error": None,
     "provider": None,
@@ -246,6 +246,7 @@ INVALID = [
     ("negative_pilot_cores", lambda: CPD(cores=-1), "cores", -1),
     ("int_resource", lambda: CPD(resource=5), "resource", 5),
     ("bool_memory", lambda: CPD(memory=True), "memory", True),
+    ("str_oversubscribe", lambda: CPD(oversubscribe="yes"), "oversubscribe", "yes"),
     ("candidate_hosts_as_str", lambda: CPD(candidate_hosts="n1"), "candidate_hosts", "n1"),
     ("unknown_pilot_attribute", lambda: CPD(resources="x"), "resources", "x"),
     ("pilot_without_resource", lambda: CPD(runtime=10, cores=1).validate(), "resource", None),

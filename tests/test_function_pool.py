@@ -440,3 +440,13 @@ def test_function_the_worker_cannot_load_fails_its_unit(pool):
     assert isinstance(pickle.loads(res.exception), ModuleNotFoundError)
     assert "No module named 'nowhere'" in res.traceback
     assert value(call(pool, "unit.000001", lambda: 1)) == 1
+
+
+def test_the_pool_has_a_worker_per_core_up_to_a_ceiling():
+    from rp_executor.agent.function_pool import MAX_WORKERS, WORKERS_PER_CORE, pool_size
+    assert pool_size(2, node_cores=2) == 2
+    assert pool_size(8, node_cores=2) == 2 * WORKERS_PER_CORE      # oversubscribed
+    assert pool_size(1_000_000, node_cores=2) == 2 * WORKERS_PER_CORE
+    assert pool_size(1_000_000, node_cores=1024) == MAX_WORKERS
+    assert pool_size(4096, node_cores=2, limit=1000) == 1000      # the session's setting
+    assert pool_size(1, node_cores=64, limit=16) == 1

@@ -38,9 +38,9 @@ def test_many_batched_unit_writes_read_back_complete_and_in_order(journal):
     n = 3000
     uids = [f"unit.{i:06d}" for i in range(n)]
     for start in range(0, n, 250):   # as submit_units calls it: one call per batch
-        journal.add_units([(uid, "umgr.0000", to_json({"executable": "/bin/true", "i": i}))
+        journal.add_units([(uid, "umgr.0000", to_json({"executable": "/bin/true", "i": i}), None)
                            for i, uid in enumerate(uids[start:start + 250], start)])
-    journal.set_unit_results([("pilot.0000", i % 3, f"out {i}", "", uid)
+    journal.set_unit_results([("pilot.0000", i % 3, f"out {i}", "", None, None, None, None, uid)
                               for i, uid in enumerate(uids)])
     journal.flush()
     got = rows(journal.path, "SELECT uid, umgr, pilot, description, exit_code, stdout "
@@ -107,12 +107,12 @@ def test_everything_queued_before_close_is_in_the_file_after_it(tmp_path):
     for i in range(100):
         j.add_transitions([("unit", f"unit.{i:06d}", "NEW", repr(float(i)))])
     j.close()    # no flush: close writes what is queued
-    (uid, created, cfg), = rows(path, "SELECT * FROM session")
+    (uid, created, cfg), = rows(path, "SELECT uid, created, cfg FROM session")
     assert (uid, created) == ("rp.session.x", 1.5)
     assert json.loads(cfg) == {"heartbeat_interval": 1.0, "odd": repr(object)}
-    assert rows(path, "SELECT * FROM managers ORDER BY created") == \
+    assert rows(path, "SELECT uid, kind, created FROM managers ORDER BY created") == \
         [("pmgr.0000", "pmgr", 2.0), ("umgr.0000", "umgr", 2.5)]
-    assert rows(path, "SELECT * FROM pilots") == \
+    assert rows(path, "SELECT uid, pmgr, description, job_id, sandbox FROM pilots") == \
         [("pilot.0000", "pmgr.0000", '{"cores": 4}', "job.17", "/tmp/sandbox/pilot.0000")]
     assert j.transitions() == [("unit", f"unit.{i:06d}", "NEW", float(i)) for i in range(100)]
 
@@ -130,15 +130,15 @@ WRITE_FAILED = r"writing the session journal .*session\.sqlite failed: " \
     r"UNIQUE constraint failed: units\.uid"
 
 def test_a_failed_write_is_raised_by_the_next_flush_and_the_journal_goes_on(journal):
-    journal.add_units([("unit.000000", "umgr.0000", "{}")])
+    journal.add_units([("unit.000000", "umgr.0000", "{}", None)])
     journal.flush()
-    journal.add_units([("unit.000000", "umgr.0000", "{}")])    # the uid again
+    journal.add_units([("unit.000000", "umgr.0000", "{}", None)])    # the uid again
     try:
         with pytest.raises(DatabaseError, match=WRITE_FAILED):
             journal.flush(timeout=1)
     finally:
         journal._error = None   # the teardown's close is not what this test is about
-    journal.add_units([("unit.000001", "umgr.0000", "{}")])
+    journal.add_units([("unit.000001", "umgr.0000", "{}", None)])
     journal.flush(timeout=1)
     assert rows(journal.path, "SELECT uid FROM units ORDER BY uid") == \
         [("unit.000000",), ("unit.000001",)]
@@ -147,9 +147,9 @@ def test_a_failed_write_is_raised_by_the_next_flush_and_the_journal_goes_on(jour
 def test_close_right_after_a_failed_write_returns_and_raises_it(tmp_path):
     # the flush and the stop queued behind a failing write are not lost with it
     j = Journal(tmp_path / "session.sqlite")
-    j.add_units([("unit.000000", "umgr.0000", "{}")])
+    j.add_units([("unit.000000", "umgr.0000", "{}", None)])
     j.flush()
-    j.add_units([("unit.000000", "umgr.0000", "{}")])
+    j.add_units([("unit.000000", "umgr.0000", "{}", None)])
     outcome: list = []
 
     def close():
@@ -182,12 +182,12 @@ def test_the_journal_is_in_wal_mode(journal):
 
 
 def test_a_failed_write_loses_only_its_own_rows(journal):
-    journal.add_units([("unit.000000", "umgr.0000", "{}")])
+    journal.add_units([("unit.000000", "umgr.0000", "{}", None)])
     journal.flush()
     # one batch: a good unit, the same uid again, another good unit
-    journal.add_units([("unit.000001", "umgr.0000", "{}")])
-    journal.add_units([("unit.000000", "umgr.0000", "{}")])
-    journal.add_units([("unit.000002", "umgr.0000", "{}")])
+    journal.add_units([("unit.000001", "umgr.0000", "{}", None)])
+    journal.add_units([("unit.000000", "umgr.0000", "{}", None)])
+    journal.add_units([("unit.000002", "umgr.0000", "{}", None)])
     with pytest.raises(DatabaseError, match=WRITE_FAILED):
         journal.flush(timeout=5)
     assert rows(journal.path, "SELECT uid FROM units ORDER BY uid") == \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agent.config import AgentConfig
@@ -80,3 +82,8 @@ def test_local_resources_are_the_description_and_unknown_managers_are_named():
     assert rm.gpus == 1
     with pytest.raises(ValueError, match="unknown resource manager 'YARN'.*slurm"):
         make_resource_manager(AgentConfig(resource_manager="YARN", cores=1), {})
+
+
+def test_this_machines_cores_are_those_the_process_may_run_on():
+    from agent.resource_manager import detect_cores
+    assert detect_cores() == len(os.sched_getaffinity(0)) >= 1

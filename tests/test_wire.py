@@ -14,9 +14,10 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from rp_executor._core import wire
-from rp_executor._core.wire import (Bye, CancelPilot, CancelUnits, ClientChannel, Heartbeat,
-                                    Hello, KeyPair, UnitStates, Units, Withdraw, Withdrawn,
-                                    connect_agent, decode, encode, read_secret, write_secret)
+from rp_executor._core.wire import (Ack, Bye, CancelPilot, CancelUnits, ClientChannel,
+                                    Heartbeat, Hello, KeyPair, Resume, Resumed, UnitStates,
+                                    Units, Withdraw, Withdrawn, connect_agent, decode, encode,
+                                    read_secret, write_secret)
 
 PILOT = "pilot.0000"
 
@@ -29,7 +30,7 @@ def inbox():
 
 @pytest.fixture
 def channel(inbox):
-    ch = ClientChannel(lambda pilot, messages: inbox.put((pilot, messages)), tick=0.05)
+    ch = ClientChannel(lambda pilot, messages, seq: inbox.put((pilot, messages)), tick=0.05)
     try:
         yield ch
     finally:
@@ -134,7 +135,7 @@ def test_messages_sent_by_the_client_reach_the_admitted_agent_in_order(
 
 
 def test_close_is_idempotent(inbox):
-    ch = ClientChannel(lambda pilot, messages: inbox.put((pilot, messages)))
+    ch = ClientChannel(lambda pilot, messages, seq: inbox.put((pilot, messages)))
     ch.close()
     ch.close()
 
@@ -199,6 +200,9 @@ SAMPLES = [
     CancelPilot("canceled by the client"),
     Withdraw(["unit.000003"]),
     Withdrawn([]),
+    Ack(17),
+    Resume(16),
+    Resumed(["unit.000004"], 18),
 ]
 
 

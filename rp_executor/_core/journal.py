@@ -8,6 +8,7 @@ batch, ``executemany`` per statement), so the hot path never waits for the disk.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -23,13 +24,18 @@ from rp_executor.exceptions import DatabaseError
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS session (uid TEXT PRIMARY KEY, created REAL, cfg TEXT);
-CREATE TABLE IF NOT EXISTS managers (uid TEXT PRIMARY KEY, kind TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS session (uid TEXT PRIMARY KEY, created REAL, cfg TEXT,
+                                    closed REAL);
+CREATE TABLE IF NOT EXISTS managers (uid TEXT PRIMARY KEY, kind TEXT, created REAL,
+                                     scheduler TEXT);
 CREATE TABLE IF NOT EXISTS pilots (uid TEXT PRIMARY KEY, pmgr TEXT, description TEXT,
-                                   job_id TEXT, sandbox TEXT);
+                                   job_id TEXT, sandbox TEXT, resources TEXT,
+                                   seq INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
-                                  stderr TEXT);
+                                  stderr TEXT, result BLOB, result_file TEXT,
+                                  exception BLOB, traceback TEXT, function INTEGER);
+CREATE TABLE IF NOT EXISTS umgr_pilots (umgr TEXT, pilot TEXT, PRIMARY KEY (umgr, pilot));
 CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY, kind TEXT, entries TEXT);
 CREATE TABLE IF NOT EXISTS metadata (seq INTEGER PRIMARY KEY, injected REAL, data TEXT);
 """
@@ -39,6 +45,12 @@ CREATE TABLE IF NOT EXISTS metadata (seq INTEGER PRIMARY KEY, injected REAL, dat
 _GATHER = 0.05
 
 _INSERT_TRANSITIONS = "INSERT INTO transitions (kind, entries) VALUES (?, ?)"
+
+# columns added since the first journals, for reading (reattaching to) older ones
+_ADDED = {"session": ("closed REAL",), "managers": ("scheduler TEXT",),
+          "pilots": ("resources TEXT", "seq INTEGER DEFAULT 0"),
+          "units": ("result BLOB", "result_file TEXT", "exception BLOB", "traceback TEXT",
+                    "function INTEGER")}
 
 
 _repr = reprlib.Repr()
@@ -89,9 +101,13 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _add_columns(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseError(f"cannot create the session journal {self.path}: {exc}") from exc
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._tickets = itertools.count(1)
+        #: the highest ticket (:meth:`set_pilot_seq`) whose write is committed
+        self.committed = 0
         self._hurry = threading.Event()    # a flush or close waits: stop gathering
         self._error: Exception | None = None
         self._closed = False
@@ -106,11 +122,11 @@ class Journal:
         """Queue ``sql`` to be run once per row of ``rows`` (of ``prepare(rows)``,
         called on the writer thread, when given)."""
         if rows:
-            self._queue.put((sql, rows, prepare))
+            self._queue.put((sql, rows, prepare, 0))
 
     def add_session(self, uid: str, created: float, cfg: dict) -> None:
         """Record the session."""
-        self.execute("INSERT OR REPLACE INTO session VALUES (?, ?, ?)",
+        self.execute("INSERT OR REPLACE INTO session (uid, created, cfg) VALUES (?, ?, ?)",
                      [(uid, created, to_json(cfg))])
 
     def add_metadata(self, injected: float, data: dict) -> None:
@@ -131,9 +147,16 @@ class Journal:
         """A new read-only connection to the journal file (the caller closes it)."""
         return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
 
-    def add_manager(self, uid: str, kind: str, created: float) -> None:
-        """Record a pilot or unit manager (``kind`` is 'pmgr' or 'umgr')."""
-        self.execute("INSERT OR REPLACE INTO managers VALUES (?, ?, ?)", [(uid, kind, created)])
+    def close_session(self, uid: str, closed: float) -> None:
+        """Record that the session was closed."""
+        self.execute("UPDATE session SET closed = ? WHERE uid = ?", [(closed, uid)])
+
+    def add_manager(self, uid: str, kind: str, created: float,
+                    scheduler: str | None = None) -> None:
+        """Record a pilot or unit manager (``kind`` is 'pmgr' or 'umgr', a unit
+        manager with the name of its ``scheduler``)."""
+        self.execute("INSERT OR REPLACE INTO managers VALUES (?, ?, ?, ?)",
+                     [(uid, kind, created, scheduler)])
 
     def add_pilots(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Record pilots as ``(uid, pmgr uid, description JSON)`` rows."""
@@ -145,13 +168,44 @@ class Journal:
         self.execute("UPDATE pilots SET job_id = ?, sandbox = ? WHERE uid = ?",
                      [(job_id, sandbox, uid)])
 
-    def add_units(self, rows: list[tuple[str, str, str]]) -> None:
-        """Record units as ``(uid, umgr uid, description JSON)`` rows."""
-        self.execute("INSERT INTO units (uid, umgr, description) VALUES (?, ?, ?)", rows)
+    def add_umgr_pilots(self, umgr: str, pilots: list[str]) -> None:
+        """Record that pilots were added to a unit manager."""
+        self.execute("INSERT OR IGNORE INTO umgr_pilots VALUES (?, ?)",
+                     [(umgr, p) for p in pilots])
+
+    def remove_umgr_pilots(self, umgr: str, pilots: list[str]) -> None:
+        """Record that pilots were removed from a unit manager."""
+        self.execute("DELETE FROM umgr_pilots WHERE umgr = ? AND pilot = ?",
+                     [(umgr, p) for p in pilots])
+
+    def set_pilot_resources(self, uid: str, resources: str) -> None:
+        """Record what a pilot's agent reported (its Hello), as JSON."""
+        self.execute("UPDATE pilots SET resources = ? WHERE uid = ?", [(resources, uid)])
+
+    def set_pilot_seq(self, uid: str, seq: int) -> int:
+        """Record that the pilot's frames up to ``seq`` are applied; returns a ticket:
+        when :attr:`committed` reaches it, every write queued before is committed."""
+        ticket = next(self._tickets)
+        self._queue.put(("UPDATE pilots SET seq = ? WHERE uid = ?", [(seq, uid)], None,
+                         ticket))
+        return ticket
+
+    def add_units(self, rows: list[tuple]) -> None:
+        """Record units as ``(uid, umgr uid, description JSON, function)`` rows
+        (``function``: 1 for a function unit, else None)."""
+        self.execute("INSERT INTO units (uid, umgr, description, function) "
+                     "VALUES (?, ?, ?, ?)", rows)
+
+    def bind_units(self, pilot: str, uids: list[str]) -> None:
+        """Record that units were sent to a pilot."""
+        self.execute("UPDATE units SET pilot = ? WHERE uid = ?", [(pilot, uid) for uid in uids])
 
     def set_unit_results(self, rows: list[tuple]) -> None:
-        """Record ``(pilot, exit_code, stdout, stderr, uid)`` rows of ended units."""
-        self.execute("UPDATE units SET pilot = ?, exit_code = ?, stdout = ?, stderr = ? "
+        """Record ``(pilot, exit_code, stdout, stderr, result, result_file, exception,
+        traceback, uid)`` rows of ended units (a function's return value or exception
+        pickled, as its outcome holds them)."""
+        self.execute("UPDATE units SET pilot = ?, exit_code = ?, stdout = ?, stderr = ?, "
+                     "result = ?, result_file = ?, exception = ?, traceback = ? "
                      "WHERE uid = ?", rows)
 
     def add_transitions(self, rows: list[tuple[str, str, str, str]]) -> None:
@@ -252,9 +306,10 @@ class Journal:
         flush) if it failed and was rolled back."""
         try:
             self._db.execute("BEGIN")
-            for sql, rows, prepare in writes:
+            for sql, rows, prepare, _ in writes:
                 self._db.executemany(sql, rows if prepare is None else prepare(rows))
             self._db.execute("COMMIT")
+            self.committed = max(self.committed, max(write[3] for write in writes))
             return True
         except sqlite3.Error as exc:
             log.error("journal write to %s failed: %s", self.path, exc)
@@ -264,3 +319,12 @@ class Journal:
             except sqlite3.Error:
                 log.debug("rollback after a failed journal write failed too")
             return False
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Add the columns of :data:`_ADDED` that a journal of an older version lacks."""
+    for table, columns in _ADDED.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")

@@ -77,44 +77,123 @@ def python_for(rcfg: dict) -> str:
     return rcfg.get("python_interpreter") or sys.executable
 
 
-def sweep_local_processes(session_id: str, pilot_id: str, sandbox: str | None) -> int:
-    """Kill processes on this machine that a pilot started and left behind.
+KILL_GRACE = 3.0
+"""Seconds a process of an ended local pilot has after SIGTERM before SIGKILL."""
 
-    Used when an agent died without cleaning up (SIGKILL), or hangs (SIGSTOP): its
-    units carry ``RP_SESSION_ID``, ``RP_PILOT_ID`` and ``RP_PILOT_SANDBOX`` in their
-    environment, and all three must match, so that another session that happens to
-    reuse the uid is left alone; the agent itself and its workers are
-    ``python -m rp_executor.agent...`` with an argument in the pilot's sandbox. They
-    get SIGKILL, which also ends stopped processes. Returns how many were killed.
+
+def sweep_local_processes(session_id: str, pilot_id: str, sandbox: str | None,
+                          grace: float = KILL_GRACE) -> int:
+    """End every process on this machine that belongs to a pilot the client ended.
+
+    Every path that ends a local pilot (its block ended, its heartbeats stopped, it
+    was canceled, its manager or session closed) calls this once the block is gone
+    or canceled, so that nothing a dead or hung agent left behind lives on: the
+    processes :func:`local_processes` finds get :func:`end_processes` (SIGTERM and
+    SIGCONT, SIGKILL after ``grace`` seconds), stopped ones included. Returns how
+    many there were.
+    """
+    victims = local_processes(session_id, pilot_id, sandbox)
+    if victims:
+        ended = end_processes(victims, grace)
+        log.info("ended %d leftover process(es) of %s %s (%d needed SIGKILL)",
+                 len(victims), session_id, pilot_id, ended)
+    return len(victims)
+
+
+def local_processes(session_id: str, pilot_id: str, sandbox: str | None) -> list[Any]:
+    """The live processes on this machine that belong to a local pilot (psutil).
+
+    - its units (each in its own process group) and function workers: they carry
+      ``RP_SESSION_ID``, ``RP_PILOT_ID`` and ``RP_PILOT_SANDBOX`` in their
+      environment, and all three must match, so that another session that happens
+      to reuse the uid is left alone;
+    - the agent and its workers: ``python -m rp_executor.agent...`` with an
+      argument in the pilot's sandbox;
+    - the block's shell: a shell running the job script ``rp.<session>.<pilot>.*``
+      (LocalProvider's wrapper);
+    - every descendant of those (a unit's child that cleared its environment).
+
+    Zombies are not included: they are dead already.
     """
     import psutil
 
     me = os.getpid()
-    victims = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if proc.pid == me:
+    found: dict[int, Any] = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.pid == me or proc.info.get("status") == psutil.STATUS_ZOMBIE:
             continue
-        if _is_agent_of(proc.info.get("cmdline") or [], sandbox):
-            victims.append(proc)
+        cmdline = proc.info.get("cmdline") or []
+        if _is_agent_of(cmdline, sandbox) or _is_block_of(cmdline, session_id, pilot_id):
+            found[proc.pid] = proc
             continue
         try:
             env = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if env.get("RP_SESSION_ID") != session_id or env.get("RP_PILOT_ID") != pilot_id \
-                or env.get("RP_PILOT_SANDBOX") != sandbox:
-            continue
-        victims.append(proc)
-    for proc in victims:
+        if env.get("RP_SESSION_ID") == session_id and env.get("RP_PILOT_ID") == pilot_id \
+                and env.get("RP_PILOT_SANDBOX") == sandbox:
+            found[proc.pid] = proc
+    for proc in list(found.values()):
         try:
-            proc.send_signal(signal.SIGKILL)
+            for child in proc.children(recursive=True):
+                if child.pid != me:
+                    found.setdefault(child.pid, child)
         except psutil.Error:
             continue
-    if victims:
-        psutil.wait_procs(victims, timeout=3)
-        log.info("killed %d leftover process(es) of %s %s", len(victims), session_id,
-                 pilot_id)
-    return len(victims)
+    return list(found.values())
+
+
+def end_processes(procs: list[Any], grace: float = KILL_GRACE) -> int:
+    """End ``procs`` (psutil processes): SIGTERM, then SIGCONT (a stopped process
+    keeps a SIGTERM pending until it runs again), then SIGKILL to those still there
+    after ``grace`` seconds. Returns after every one is gone (zombies count as gone)
+    or, for one that even SIGKILL does not end at once (uninterruptible I/O), after
+    a few more seconds; returns how many needed SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        for proc in procs:
+            _signal(proc, sig)
+    left = _wait_gone(procs, grace)
+    for proc in left:
+        _signal(proc, signal.SIGKILL)
+    if left:
+        still = _wait_gone(left, max(grace, 1.0))
+        if still:
+            log.warning("%d process(es) outlived SIGKILL: %s", len(still),
+                        ", ".join(str(p.pid) for p in still))
+    return len(left)
+
+
+def _signal(proc: Any, sig: int) -> None:
+    import psutil
+    try:
+        proc.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass   # gone already
+    except psutil.Error as exc:
+        log.warning("cannot send %s to process %d: %s", signal.Signals(sig).name,
+                    proc.pid, exc)
+
+
+def _wait_gone(procs: list[Any], timeout: float) -> list[Any]:
+    """Poll until every process is gone or a zombie; those left after ``timeout``."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    left = list(procs)
+    while True:
+        alive = []
+        for proc in left:
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+            except psutil.Error:
+                alive.append(proc)
+        left = alive
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
 
 
 def _is_agent_of(cmdline: list[str], sandbox: str | None) -> bool:
@@ -126,6 +205,16 @@ def _is_agent_of(cmdline: list[str], sandbox: str | None) -> bool:
     prefix = sandbox.rstrip("/") + "/"
     return module.startswith("rp_executor.agent") and \
         any(arg == sandbox or arg.startswith(prefix) for arg in cmdline)
+
+
+def _is_block_of(cmdline: list[str], session_id: str, pilot_id: str) -> bool:
+    """Whether ``cmdline`` is a shell running the pilot's block script: Parsl's
+    LocalProvider names it ``<script_dir>/<job name>.<time>.sh``, and the job name
+    of a pilot is ``rp.<session uid>.<pilot uid>`` (see ``PilotManager._launch``)."""
+    if not cmdline or os.path.basename(cmdline[0]) not in ("bash", "sh"):
+        return False
+    marker = f"/rp.{session_id}.{pilot_id}."
+    return any(marker in arg for arg in cmdline[1:])
 
 
 def wait_terminal(provider: Any, job_id: str, timeout: float) -> bool:

@@ -9,6 +9,13 @@ line.
 A wire frame is one msgpack array of messages, so that many state updates or many
 units cost one frame. Each message is a plain dataclass, encoded as
 ``[tag, field, field, ...]``.
+
+What an agent reports (unit states, withdrawn units, its goodbye) travels in
+*sequenced* frames, ``[seq, frame]`` with ``seq`` counting from 1: the agent keeps
+each until the client acknowledges (:class:`Ack`) that its journal holds it, and
+sends them again on :class:`Resume`, so that a client that died and a new one that
+reattached (``Session(uid=...)``) lose none and apply each once. Heartbeats and the
+first Hello are not sequenced.
 """
 
 from __future__ import annotations
@@ -106,11 +113,55 @@ class Withdrawn:
     uids: list
 
 
+@dataclass(slots=True)
+class Ack:
+    """Client → agent: the frames up to ``seq`` are in the journal; forget them."""
+
+    seq: int
+
+
+@dataclass(slots=True)
+class Resume:
+    """Client → agent: send again every frame after ``after``, then :class:`Resumed`.
+
+    A client that reattached sends it with the last frame its journal holds; a
+    client that missed a frame sends it with the last frame it applied.
+    """
+
+    after: int
+
+
+@dataclass(slots=True)
+class Resumed:
+    """Agent → client, after the frames a :class:`Resume` asked for: the units the
+    agent holds now (waiting, staging or running); any other unit the client sent it
+    and has not seen end never arrived. ``seq`` is the last frame the agent sent
+    before: a client that has not applied it yet misses frames still."""
+
+    uids: list
+    seq: int
+
+
 MESSAGE_TYPES: tuple[type, ...] = (Hello, Heartbeat, UnitStates, Bye, Units, CancelUnits,
-                                   CancelPilot, Withdraw, Withdrawn)
+                                   CancelPilot, Withdraw, Withdrawn, Ack, Resume, Resumed)
 _TAG = {cls: i for i, cls in enumerate(MESSAGE_TYPES)}
 _TYPE_OF = dict(enumerate(MESSAGE_TYPES))   # a tag out of range is a KeyError
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in MESSAGE_TYPES}
+
+
+def pack_seq(seq: int) -> bytes:
+    """The first frame of a sequenced message: ``seq`` as 8 bytes, big-endian."""
+    return seq.to_bytes(8, "big")
+
+
+def unpack_seq(data: bytes) -> int:
+    """The sequence number of :func:`pack_seq`.
+
+    :raises ValueError: ``data`` is not 8 bytes.
+    """
+    if len(data) != 8:
+        raise ValueError(f"a sequence frame has 8 bytes; got {len(data)}")
+    return int.from_bytes(data, "big")
 
 
 def encode(messages: Iterable[Any]) -> bytes:
@@ -219,10 +270,18 @@ class KeyPair:
 class ClientChannel:
     """The client's end: a CURVE ROUTER socket served by one I/O thread.
 
-    :param on_messages: called on the I/O thread as ``on_messages(pilot_uid, messages)``
-        for every frame received; it must be quick and must not block.
+    :param on_messages: called on the I/O thread as ``on_messages(pilot_uid, messages,
+        seq)`` for every frame received (``seq`` is None for a frame that is not
+        sequenced); it must be quick and must not block.
     :param on_tick: called on the I/O thread about every ``tick`` seconds.
     :param host: the address to bind; 127.0.0.1 for pilots on this machine.
+    :param keys: the CURVE key pair of the client (new ones by default); a client that
+        reattaches to a session uses the session's, which its agents know.
+    :param port: the port to bind if it is free (a reattaching client takes its
+        predecessor's, so that agents reconnect by themselves); any free port
+        otherwise.
+    :param allowed: public keys of agents to admit from the start (those of a
+        reattached session, which may reconnect as soon as the port is bound).
 
     :meth:`send` may be called from any thread: messages are queued and the I/O
     thread sends everything queued for one pilot as one frame.
@@ -236,12 +295,13 @@ class ClientChannel:
 
     def __init__(self, on_messages: Callable[[str, list], None],
                  on_tick: Callable[[], None] | None = None, host: str = "127.0.0.1",
-                 tick: float = 1.0) -> None:
+                 tick: float = 1.0, keys: KeyPair | None = None,
+                 port: int | None = None, allowed: Iterable[str] = ()) -> None:
         self._on_messages = on_messages
         self._on_tick = on_tick
         self._tick = tick
-        self.keys = KeyPair.generate()
-        self._allowed: set[bytes] = set()
+        self.keys = keys or KeyPair.generate()
+        self._allowed: set[bytes] = {key.encode() for key in allowed}
         self._ctx = zmq.Context()
         self._auth = _start_authenticator(self._ctx, self._allowed)
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -251,8 +311,7 @@ class ClientChannel:
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self._router.setsockopt(zmq.LINGER, 0)
-        port = self._router.bind_to_random_port(f"tcp://{host}")
-        self.endpoint = f"tcp://{host}:{port}"
+        self.endpoint = _bind(self._router, host, port)
         self._outbox: collections.deque = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -330,19 +389,22 @@ class ClientChannel:
     def _receive(self) -> None:
         for _ in range(1000):  # bounded, so that sending is never starved
             try:
-                ident, frame = self._router.recv_multipart(zmq.NOBLOCK)
+                parts = self._router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 self.caught_up = time.monotonic()
                 return
-            except ValueError:
-                log.warning("dropped a wire message with an unexpected number of frames")
-                continue
             try:
+                if len(parts) == 2:
+                    (ident, frame), seq = parts, None
+                elif len(parts) == 3:
+                    ident, seq, frame = parts[0], unpack_seq(parts[1]), parts[2]
+                else:
+                    raise ValueError(f"a wire message has 2 or 3 frames; got {len(parts)}")
                 messages = decode(frame)
             except ValueError as exc:
-                log.warning("from %r: %s", ident, exc)
+                log.warning("from %r: %s", parts[0], exc)
                 continue
-            self._guard(self._on_messages, ident.decode(), messages)
+            self._guard(self._on_messages, ident.decode(), messages, seq)
 
     def _flush(self) -> None:
         batches: dict[str, list] = {}
@@ -361,6 +423,18 @@ class ClientChannel:
             fn(*args)
         except Exception:  # the I/O thread must survive a bug in a handler
             log.exception("wire handler %s failed", getattr(fn, "__qualname__", fn))
+
+
+def _bind(sock: zmq.Socket, host: str, port: int | None) -> str:
+    """Bind ``sock`` to ``port`` when it is free, else to any free port; the endpoint."""
+    if port:
+        try:
+            sock.bind(f"tcp://{host}:{port}")
+            return f"tcp://{host}:{port}"
+        except zmq.ZMQError as exc:
+            log.info("port %d is taken (%s): binding another; agents find it in the "
+                     "pilot sandbox", port, exc)
+    return f"tcp://{host}:{sock.bind_to_random_port(f'tcp://{host}')}"
 
 
 def _start_authenticator(ctx: zmq.Context, allowed: set[bytes]):
@@ -395,6 +469,7 @@ def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: st
 
 
 __all__ = ["Hello", "Heartbeat", "UnitStates", "Bye", "Units", "CancelUnits", "CancelPilot",
-           "Withdraw", "Withdrawn", "TO_AGENT", "AGENT_FIELDS", "unit_form",
+           "Withdraw", "Withdrawn", "Ack", "Resume", "Resumed", "pack_seq", "unpack_seq",
+           "TO_AGENT", "AGENT_FIELDS", "unit_form",
            "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
            "ClientChannel", "connect_agent"]

@@ -67,8 +67,11 @@ class Client(TaskEngine):
         :meth:`close`); by default the client starts and owns one local pilot.
     :param unit_manager: a :class:`~rp_executor.unit_manager.UnitManager` to submit
         through, with its pilots; excludes ``session`` and ``pilots``.
-    :param cores: the cores of the client's own pilot (default ``os.cpu_count()``).
+    :param cores: the cores of the client's own pilot (default: the cores this
+        process may run on).
     :param gpus: the GPUs of the client's own pilot.
+    :param oversubscribe: the client's own pilot may have more cores or GPUs than
+        this machine (see :class:`~rp_executor.description.ComputePilotDescription`).
     :param runtime: the runtime of the client's own pilot, minutes.
     :param resource: the resource of the client's own pilot.
     :param base_dir: where an owned session makes its directory (default: cwd).
@@ -81,8 +84,9 @@ class Client(TaskEngine):
 
     def __init__(self, session: Any = None, pilots: Any = None, unit_manager: Any = None,
                  *, cores: int | None = None, gpus: int = 0, runtime: int = 24 * 60,
-                 resource: str = "local.localhost",
+                 resource: str = "local.localhost", oversubscribe: bool = False,
                  base_dir: str | os.PathLike | None = None) -> None:
+        from rp_executor.agent.resource_manager import detect_cores
         from rp_executor.description import ComputePilotDescription
         from rp_executor.pilot_manager import PilotManager
         from rp_executor.session import Session
@@ -110,8 +114,8 @@ class Client(TaskEngine):
                 if pilots is None:
                     self._pmgr = PilotManager(session)
                     pilots = self._pmgr.submit_pilots(ComputePilotDescription(
-                        resource=resource, cores=cores or os.cpu_count() or 1, gpus=gpus,
-                        runtime=runtime))
+                        resource=resource, cores=cores or detect_cores(), gpus=gpus,
+                        runtime=runtime, oversubscribe=oversubscribe))
                 self._umgr = UnitManager(session)
                 self._own_umgr = self._release_dropped = True
                 self._umgr.add_pilots(pilots)

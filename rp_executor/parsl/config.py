@@ -13,10 +13,12 @@ from parsl.config import Config
 from parsl.launchers import SimpleLauncher
 from parsl.providers import LocalProvider
 
+from rp_executor.agent.resource_manager import detect_cores
 from rp_executor.parsl.executor import RPExecutor
 
-#: Cores of the one local pilot (``RPEX_CORES`` overrides; default: this machine's).
-CORES = int(os.environ.get("RPEX_CORES") or os.cpu_count() or 2)
+#: Cores of the one local pilot (``RPEX_CORES`` overrides, also beyond this machine's;
+#: default: the cores this process may run on).
+CORES = int(os.environ.get("RPEX_CORES") or detect_cores())
 
 
 def fresh_config() -> Config:
@@ -27,7 +29,7 @@ def fresh_config() -> Config:
     """
     return Config(
         executors=[RPExecutor(
-            label="RPExecutor", cores_per_block=CORES,
+            label="RPExecutor", cores_per_block=CORES, oversubscribe=True,
             provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1,
                                    launcher=SimpleLauncher()))],
         strategy="simple", strategy_period=0.5, max_idletime=60.0)

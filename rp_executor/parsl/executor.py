@@ -71,8 +71,10 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         ``LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1, launcher=SimpleLauncher())``.
         The agent owns the whole block, so a ``SimpleLauncher`` is the right launcher.
     :param cores_per_block: the cores of one pilot; default: the provider's
-        ``cores_per_node`` x ``nodes_per_block``, or this machine's CPU count.
+        ``cores_per_node`` x ``nodes_per_block``, or the cores this process may run on.
     :param gpus_per_block: the GPUs of one pilot.
+    :param oversubscribe: blocks of a ``LocalProvider`` may have more cores or GPUs
+        than this machine (the pilots' ``oversubscribe``); refused otherwise.
     :param resource: the resource label of the pilots (``local.localhost``: the agent
         manages the cores it is given on the node it starts on).
     :param runtime: pilot runtime in minutes; default the provider's ``walltime``, or
@@ -96,6 +98,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
 
     def __init__(self, label: str = "RPExecutor", provider: Any = None,
                  cores_per_block: int | None = None, gpus_per_block: int = 0,
+                 oversubscribe: bool = False,
                  resource: str = "local.localhost", runtime: int | None = None,
                  working_dir: str | None = None, storage_access: list | None = None,
                  session_cfg: dict | None = None, bash_cwd: str | None = "client",
@@ -117,6 +120,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
         self.label = label
         self.cores_per_block = cores_per_block
         self.gpus_per_block = gpus_per_block
+        self.oversubscribe = oversubscribe
         self.resource = resource
         self.runtime = runtime
         self.working_dir = working_dir
@@ -143,7 +147,8 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
     def _block_cores(self) -> int:
         if self.cores_per_block is not None:
             return self.cores_per_block
-        per_node = getattr(self.provider, "cores_per_node", None) or os.cpu_count() or 1
+        from rp_executor.agent.resource_manager import detect_cores
+        per_node = getattr(self.provider, "cores_per_node", None) or detect_cores()
         return per_node * max(1, getattr(self.provider, "nodes_per_block", 1) or 1)
 
     @property
@@ -229,6 +234,7 @@ class RPExecutor(BlockProviderExecutor, RepresentationMixin):
 
         pd = rp.ComputePilotDescription(
             resource=self.resource, cores=self._block_cores, gpus=self.gpus_per_block,
+            oversubscribe=self.oversubscribe,
             runtime=self.runtime or parsl_blocks.runtime_minutes(self.provider),
             provider=self.provider,
             sandbox=os.path.join(self._base, "pilots"))
