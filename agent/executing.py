@@ -327,8 +327,10 @@ class ForkExecutor:
         del self._pids[run.proc.pid]
         self._canceling.discard(uid)
         canceled = run.kill_at is not None
-        if canceled:
-            # the group can outlive its leader (background children)
+        if canceled or rc < 0:
+            # the group can outlive its leader (background children, the command of a
+            # shell killed in pre_exec): a canceled unit's does not, nor does one whose
+            # leader a signal killed (the OOM killer, a user's kill)
             _killpg(run.proc.pid, signal.SIGKILL)
         return Finished(uid, rc, tail(run.out, "stdout"), tail(run.err, "stderr"), canceled,
                         run.slots, run.started, time.time(), Path(run.sandbox))

@@ -8,17 +8,22 @@ on a unit or starts a thread; the agent's loop polls ``filenos()`` and calls
 ``collect()``.
 
 A worker that dies (``os._exit``, a segfault, the OOM killer) fails only the
-unit it was running, and is replaced by a fresh one.
+unit it was running, and is replaced by a fresh one.  A unit handed to a worker
+that died before it read the unit (killed while idle, just before the pool
+noticed) never ran: it goes to the fresh worker instead, once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,7 +32,7 @@ from pathlib import Path
 from .executing import _visible_devices
 from .output import tail
 from .scheduler import Slots
-from .worker import PROTOCOL, FrameReader, write_frame
+from .worker import HEADER, PROTOCOL, FrameReader, write_frame
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +104,7 @@ class FuncResult:
 
 class _Worker:
     __slots__ = ("slot", "proc", "cmd_fd", "res_fd", "reader", "err_path", "err_start",
-                 "uid", "slots", "started")
+                 "uid", "slots", "started", "request", "frame_size", "sent", "again")
 
     def __init__(self, slot: int, proc: subprocess.Popen, cmd_fd: int, res_fd: int,
                  err_path: Path, err_start: int) -> None:
@@ -113,6 +118,13 @@ class _Worker:
         self.uid: str | None = None
         self.slots: Slots | None = None
         self.started = 0.0
+        # the unit's request while it runs, to hand it to another worker if this one
+        # died before reading it; whether the frame went into the pipe whole; whether
+        # the unit was handed on so once already
+        self.request: tuple | None = None
+        self.frame_size = 0
+        self.sent = False
+        self.again = False
 
 
 class FunctionPool:
@@ -212,12 +224,21 @@ class FunctionPool:
                                f"(check pool.idle before submit)")
         gpus = list(gpus)
         cuda = _visible_devices(gpus, self._inherited_cuda) if gpus else None
-        payload = pickle.dumps((uid, fn, args, str(cpu_threads), cuda, name), PROTOCOL)
-        worker = self._idle.pop()
+        self._hand(self._idle.pop(), (uid, fn, args, str(cpu_threads), cuda, name), slots,
+                   again=False)
+
+    def _hand(self, worker: _Worker, request: tuple, slots: Slots | None,
+              again: bool) -> None:
+        """Send ``request`` (its unit's id first) to an idle ``worker``."""
+        uid = request[0]
+        payload = pickle.dumps(request, PROTOCOL)
         worker.uid, worker.slots, worker.started = uid, slots, time.time()
+        worker.request, worker.again, worker.sent = request, again, False
+        worker.frame_size = HEADER.size + len(payload)
         self._busy[uid] = worker
         try:
             write_frame(worker.cmd_fd, payload)
+            worker.sent = True
         except OSError as exc:
             # the worker is dead or wedged: make sure of it; collect() reports the unit
             logger.warning("unit %s: cannot send to worker %d: %s", uid, worker.proc.pid, exc)
@@ -271,7 +292,7 @@ class FunctionPool:
                                f"running {worker.uid!r}: the pool's protocol is broken")
         del self._busy[uid]
         slots = worker.slots
-        worker.uid = worker.slots = None
+        worker.uid = worker.slots = worker.request = None
         self._idle.append(worker)
         return FuncResult(uid, code == 0, value, result_file, exc, tb, out, err, False, slots,
                           started, stopped, code)
@@ -279,6 +300,17 @@ class FunctionPool:
     def _lost(self, worker: _Worker, done: list[FuncResult]) -> None:
         rc = _reap(worker.proc)
         death = _describe(rc)
+        if worker.uid is not None and not worker.again and self._unread(worker):
+            # it died before it read the unit, which never ran: the next worker takes it
+            logger.warning("worker process %d died (%s) before it read %s; its "
+                           "replacement runs it", worker.proc.pid, death, worker.uid)
+            request, slots = worker.request, worker.slots
+            self._retire(worker)
+            self._replace(worker.slot)
+            if self._idle:
+                self._hand(self._idle.pop(), request, slots, again=True)
+                return
+            worker.uid, worker.slots = request[0], slots   # no worker: fail it below
         logger.warning("worker process %d died (%s)%s", worker.proc.pid, death,
                        f" while running {worker.uid}" if worker.uid else "")
         if worker.uid is not None:
@@ -287,8 +319,22 @@ class FunctionPool:
             stderr = f"{msg}\nworker stderr:\n{dump}" if dump else msg
             done.append(FuncResult(worker.uid, False, None, None, None, None, "", stderr, False,
                                    worker.slots, worker.started, time.time(), rc or 1))
-        self._retire(worker)
-        self._replace(worker.slot)
+        if self._workers.get(worker.res_fd) is worker:   # not retired above
+            self._retire(worker)
+            self._replace(worker.slot)
+
+    @staticmethod
+    def _unread(worker: _Worker) -> bool:
+        """Whether the busy worker's request never left its pipe: not sent at all, or
+        still all of it in the pipe (Linux tells how much a pipe holds at either end)."""
+        if not worker.sent:
+            return True
+        try:
+            held = struct.unpack("i", fcntl.ioctl(worker.cmd_fd, termios.FIONREAD,
+                                                  b"\0\0\0\0"))[0]
+        except OSError:
+            return False   # not known here: the unit may have run
+        return held == worker.frame_size
 
     def cancel(self, uid: str) -> bool:
         """Kill the worker running ``uid`` (SIGKILL) and start a fresh one.

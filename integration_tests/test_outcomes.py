@@ -65,3 +65,39 @@ def test_units_of_an_ended_pilot_are_lost_with_it_not_failed_by_themselves(
     assert f"pilot {pilot.uid} ended" in running.stderr
     with pytest.raises(rp.BadParameter, match="not registered"):
         umgr.unregister_final_callback(print)
+
+
+@pytest.mark.timeout(120)
+def test_a_late_report_does_not_change_how_a_lost_unit_ended(session, pilot, umgr):
+    # The client gives up on a pilot (as its watcher does when the block ended or the
+    # heartbeats stopped) while the agent still has a report of the unit on its way:
+    # the unit stays lost with the pilot; the report does not rewrite its outcome.
+    import os
+    import signal
+    import time
+
+    from support import session_processes, wait_for
+
+    unit = umgr.submit_units(rp.ComputeUnitDescription(executable="/bin/sleep",
+                                                       arguments=["60"]))
+    assert unit.wait(rp.EXECUTING, timeout=60) == rp.EXECUTING
+
+    def unit_process():
+        for proc in session_processes(session.uid, pilot.uid):
+            try:
+                if proc.environ().get("RP_UNIT_ID") == unit.uid:
+                    return proc
+            except Exception:   # gone meanwhile
+                continue
+        return None
+
+    proc = wait_for(unit_process, 30, "the unit's process")
+    pilot.pmgr._set_states([(pilot, [(rp.FAILED, time.time())])],
+                           cause="given up on by the test")
+    assert unit.state == rp.FAILED and unit.outcome.ending is Ending.LOST
+    os.kill(proc.pid, signal.SIGKILL)     # the agent, alive, reports the unit's end
+    wait_for(lambda: not proc.is_running(), 10, "the unit's process to end")
+    time.sleep(1.0)                       # the agent's report arrives meanwhile
+    assert unit.state == rp.FAILED
+    assert unit.outcome.ending is Ending.LOST, unit.outcome
+    assert unit.exit_code is None and pilot.uid in unit.stderr, unit.stderr

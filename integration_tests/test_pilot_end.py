@@ -89,3 +89,73 @@ def test_a_stopped_agent_and_its_workers_do_not_outlive_the_session(tmp_path, mo
         session.close()
     assert not alive(agent.pid) and not any(alive(w.pid) for w in workers)
     assert_no_session_processes(session.uid)
+
+
+@pytest.mark.timeout(90)
+def test_closing_with_restartable_units_ends_every_unit_of_every_manager(tmp_path,
+                                                                         monkeypatch):
+    # the pilots end while the session closes: a closed manager does not resubmit its
+    # restartable units, and the other manager still hears that the pilots ended
+    monkeypatch.chdir(tmp_path)
+    session = rp.Session()
+    try:
+        pmgr = rp.PilotManager(session)
+        pilots = pmgr.submit_pilots([rp.ComputePilotDescription(
+            resource="local.localhost", cores=1, runtime=10) for _ in range(2)])
+        first, second = rp.UnitManager(session), rp.UnitManager(session)
+        first.add_pilots(pilots)
+        second.add_pilots(pilots)
+        restartable = first.submit_units([rp.ComputeUnitDescription(
+            executable="/bin/sleep", arguments=["100"], restartable=True) for _ in range(2)])
+        queued = second.submit_units([sleep(100), sleep(100)])   # one waits on each pilot
+        first.wait_units(state=rp.EXECUTING, timeout=30)
+        second.wait_units(state=rp.AGENT_SCHEDULING_PENDING, timeout=30)
+    finally:
+        session.close()
+    assert [p.state for p in pilots] == [rp.CANCELED] * 2
+    assert [u.state for u in restartable + queued] == [rp.FAILED] * 4
+    assert len(first.list_units()) == 2      # no copies
+    assert_no_session_processes(session.uid)
+
+
+@pytest.mark.timeout(90)
+def test_a_stalled_client_does_not_take_a_live_agent_for_dead(tmp_path, monkeypatch):
+    # While the client's I/O thread cannot handle what arrives (here it waits for the
+    # manager's lock; a full garbage collection of a large session or a starved CPU
+    # does the same), the agent's frames wait in the socket: its silence is not known
+    # beyond the last time the client had read everything.
+    monkeypatch.chdir(tmp_path)
+    timeout = 2.0
+    session = rp.Session(cfg={"heartbeat_timeout": timeout})
+    try:
+        pilot = rp.PilotManager(session).submit_pilots(rp.ComputePilotDescription(
+            resource="local.localhost", cores=1, runtime=10))
+        assert pilot.wait(rp.PMGR_ACTIVE, timeout=60) == rp.PMGR_ACTIVE, pilot.log
+        umgr = rp.UnitManager(session)
+        umgr.add_pilots(pilot)
+        unit = umgr.submit_units(sleep(0.1))
+        with umgr._lock:      # the I/O thread waits here with the unit's first states
+            time.sleep(3 * timeout)
+        assert unit.wait(timeout=30) == rp.DONE, unit.stderr
+        assert pilot.state == rp.PMGR_ACTIVE, pilot.log
+    finally:
+        session.close()
+    assert_no_session_processes(session.uid)
+
+
+@pytest.mark.timeout(90)
+def test_what_a_killed_agent_reported_before_it_died_counts(session, pilot, umgr):
+    # The unit ends and is reported, then the agent dies; the client reads the report
+    # only after it saw the block end (its I/O thread was held up, as a busy client's
+    # is): the unit is DONE, not lost with the pilot.
+    unit = umgr.submit_units(sleep(3))
+    assert unit.wait(rp.EXECUTING, timeout=30) == rp.EXECUTING
+    agent = agent_process(pilot)
+    with pilot._io_lock:      # the I/O thread stops at its next heartbeat to the agent
+        time.sleep(3.5)       # the unit ends; its report waits in the socket
+        agent.send_signal(signal.SIGKILL)
+        wait_for(lambda: not alive(int(pilot.job_id)), 10, "the block to end")
+        time.sleep(2.5)       # the watcher sees the block gone
+    assert pilot.wait(timeout=30) == rp.FAILED, pilot.log
+    assert unit.wait(timeout=30) == rp.DONE, unit.stderr
+    assert unit.exit_code == 0

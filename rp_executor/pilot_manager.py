@@ -217,7 +217,11 @@ class PilotManager(Manager):
                 if cause:
                     p.log.append(cause)
                 for umgr in list(p._umgrs):
-                    umgr._pilot_final(p, cause or p._state)
+                    # every manager must hear of it, or its units of p never end
+                    try:
+                        umgr._pilot_final(p, cause or p._state)
+                    except Exception:
+                        log.exception("%s could not end its units of %s", umgr.uid, p.uid)
             elif p._state == states.PMGR_ACTIVE:
                 for umgr in list(p._umgrs):
                     umgr._pilot_active(p)
@@ -372,19 +376,22 @@ class PilotManager(Manager):
 
     def _watch_once(self) -> None:
         timeout = self._session._cfg["heartbeat_timeout"]
-        now = time.monotonic()
+        # an agent's silence is known up to the time the client had read everything
+        # that had arrived, not up to now: the client may have stalled meanwhile
+        heard_until = self._session._channel.caught_up
         with self._lock:
             pilots = [p for p in self._pilots.values()
                       if not p.is_final and p.job_id is not None]
         for p in pilots:
             if p._provider is None:   # rebuilt by a reattach: the agent must come back
-                if now - p._last_seen > timeout or reattach.agent_gone(p):
+                if heard_until - p._last_seen > timeout or reattach.agent_gone(p):
                     self._agent_gone(p)
                 continue
             status = p._provider.status([p.job_id])[0]
             if status.terminal:
-                # the agent may have said Bye just now: give the I/O thread a moment
-                time.sleep(0.2)
+                # what the agent sent before it ended (its last states and results, a
+                # Bye) may still wait in the socket: the I/O thread reads it first
+                self._catch_up(time.monotonic(), timeout)
                 if p.is_final:
                     continue
                 detail = _job_detail(status, p)
@@ -392,7 +399,7 @@ class PilotManager(Manager):
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"the block ended before the agent said goodbye "
                                        f"({detail})")
-            elif now - p._last_seen > timeout:
+            elif heard_until - p._last_seen > timeout:
                 self._set_states([(p, [(states.FAILED, time.time())])],
                                  cause=f"no heartbeat from the agent for {timeout:.0f} s")
             else:
@@ -420,6 +427,14 @@ class PilotManager(Manager):
                 state = states.FAILED
             self._set_states([(pilot, [(state, time.time())])], cause=cause)
         self._remove_block(pilot)
+
+    def _catch_up(self, since: float, limit: float) -> None:
+        """Wait (``limit`` seconds at most) until the I/O thread has read everything
+        that arrived before ``since``."""
+        channel = self._session._channel
+        deadline = since + limit
+        while channel.caught_up < since and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def _wait_gone(pid: Any, timeout: float) -> None:

@@ -17,7 +17,7 @@ from rp_executor._core.lifecycle import Manager, check_callable
 from rp_executor.constants import (FUNC, SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS,
                                    WAIT_QUEUE_SIZE)
 from rp_executor.description import ComputeUnitDescription
-from rp_executor.exceptions import BadParameter
+from rp_executor.exceptions import BadParameter, IncorrectState
 from rp_executor.outcome import Ending, Outcome
 from rp_executor.staging.unit_staging import UnitStaging, plan_of
 from rp_executor.unit import CALL_NOT_KEPT, ComputeUnit
@@ -25,6 +25,7 @@ from rp_executor.unit import CALL_NOT_KEPT, ComputeUnit
 log = logging.getLogger(__name__)
 
 _EXECUTING_VALUE = states.unit_value(states.EXECUTING)
+_FINAL = states.FINAL_STATES
 _ENDING = {states.DONE: Ending.DONE, states.FAILED: Ending.FAILED,
            states.CANCELED: Ending.CANCELED}
 _PLACED_VALUE = states.unit_value(states.AGENT_SCHEDULING)   # below: never started
@@ -542,8 +543,9 @@ class UnitManager(Manager):
                 if unit is None:
                     log.warning("%s: update for unknown unit %s", pilot.uid, uid)
                     continue
-                if unit._pilot is not pilot:
-                    # late news from a pilot the unit was taken from (re-routed)
+                if unit._pilot is not pilot or unit._state in _FINAL:
+                    # late news: from a pilot the unit was taken from (re-routed), or
+                    # of a unit that ended already (its pilot was given up on first)
                     log.debug("%s: ignored an update of %s from %s", self._uid, uid,
                               pilot.uid)
                     continue
@@ -598,11 +600,20 @@ class UnitManager(Manager):
                          len(moved), pilot.uid)
                 self._schedule([self._unbind(u) for u in moved])
         if restart:
+            if self._closed:
+                # closing (the session cancels its pilots): nothing new is submitted
+                log.info("%s is closed: %d restartable unit(s) of %s are not resubmitted",
+                         self._uid, len(restart), pilot.uid)
+                return
             log.info("resubmitting %d restartable unit(s) of %s", len(restart), pilot.uid)
             copies = [u._description.copy() for u in restart]
             for d in copies:
                 d.pilot = ""   # to another pilot, also when it was bound to this one
-            self.submit_units(copies)
+            try:
+                self.submit_units(copies)
+            except IncorrectState:   # closed just now, by another thread
+                log.info("%s closed: %d restartable unit(s) of %s are not resubmitted",
+                         self._uid, len(restart), pilot.uid)
 
     def _on_changed(self, objs: list) -> None:
         final = states.FINAL_STATES

@@ -233,6 +233,32 @@ def test_unit_killed_by_a_signal_reports_minus_signum(ex):
     assert (res.exit_code, res.canceled) == (-signal.SIGKILL, False)
 
 
+def test_a_unit_whose_leader_is_killed_leaves_no_process(ex):
+    # the shell running pre_exec is killed: its command there does not run on
+    ex.launch(unit("unit.000026", "/bin/echo", "never", pre_exec=["sleep 100"]), CPU)
+    time.sleep(0.2)
+    pgid = ex._running["unit.000026"].proc.pid
+    assert len(live_group_members(pgid)) == 2
+    os.kill(pgid, signal.SIGKILL)
+    res = reap_all(ex)["unit.000026"]
+    assert (res.exit_code, res.canceled) == (-signal.SIGKILL, False)
+    assert wait_group_gone(pgid) == []
+
+
+def test_background_children_of_a_unit_that_exits_are_left_alone(ex):
+    # as in RADICAL-Pilot: a unit may leave a process behind on purpose
+    ex.launch(unit("unit.000027", "/bin/sh", "-c", "'sleep 100 & echo started'"), CPU)
+    pgid = ex._running["unit.000027"].proc.pid
+    res = reap_all(ex)["unit.000027"]
+    assert (res.exit_code, res.stdout) == (0, "started\n")
+    left = live_group_members(pgid)
+    try:
+        assert [p.name() for p in left] == ["sleep"]
+    finally:
+        for p in left:
+            p.kill()
+
+
 # -- output tails ----------------------------------------------------------------------
 
 

@@ -331,6 +331,51 @@ def test_idle_worker_death_is_repaired(pool):
     assert all(value(r) != victim for r in collect_all(pool, 2).values())
 
 
+def _dead_but_not_reaped(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"worker {pid} did not die"
+        time.sleep(0.01)
+
+
+def test_a_unit_handed_to_a_worker_that_had_died_runs_in_its_replacement(pool):
+    # killed while idle, the worker is handed a unit before the pool noticed: the unit
+    # cannot be sent (the pipe has no reader), and runs in the fresh worker instead
+    victims = sorted(worker_pids(pool))
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    for pid in victims:
+        _dead_but_not_reaped(pid)
+    for i in range(2):
+        submit(pool, f"unit.00000{i}", os.getpid)
+    results = collect_all(pool, 2)
+    assert all(value(r) not in victims for r in results.values())
+    assert pool.size == 2 and pool.idle == 2
+
+
+def test_a_unit_still_in_the_pipe_of_a_dead_worker_runs_in_its_replacement(pool):
+    victim = sorted(worker_pids(pool))
+    for pid in victim:
+        os.kill(pid, signal.SIGSTOP)      # they cannot read what they are sent
+    submit(pool, "unit.000000", os.getpid)
+    submit(pool, "unit.000001", os.getpid)
+    for pid in victim:
+        os.kill(pid, signal.SIGKILL)
+    results = collect_all(pool, 2)
+    assert all(value(r) not in victim for r in results.values())
+
+
+def test_a_unit_is_handed_on_once_only(sandbox):
+    # workers that die as they start: the unit goes to a second one, then fails
+    pool = FunctionPool(1, sandbox, python="/bin/false")
+    try:
+        submit(pool, "unit.000000", os.getpid)
+        res = collect_all(pool)["unit.000000"]
+        assert not res.ok and "died (exit code 1) while running unit.000000" in res.stderr
+    finally:
+        pool.close()
+
+
 # -- cancel and close ---------------------------------------------------------------
 
 

@@ -285,6 +285,12 @@ class ClientChannel:
 
     :meth:`send` may be called from any thread: messages are queued and the I/O
     thread sends everything queued for one pilot as one frame.
+
+    :attr:`caught_up` is the last time (``time.monotonic()``) at which the I/O thread
+    had handled every frame that had arrived: an agent's silence is only known up to
+    then. While the client stalls (a full garbage collection of a large session, a
+    starved CPU, a handler waiting for a lock), frames wait in the socket, and the
+    time since the last one handled says nothing about the agent.
     """
 
     def __init__(self, on_messages: Callable[[str, list], None],
@@ -311,6 +317,7 @@ class ClientChannel:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._running = True
+        self.caught_up = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="rp-wire", daemon=True)
         self._thread.start()
 
@@ -364,6 +371,8 @@ class ClientChannel:
                 raise
             if self._router in ready:
                 self._receive()
+            else:
+                self.caught_up = time.monotonic()   # nothing arrived while it waited
             if self._wake_r in ready:
                 try:
                     while os.read(self._wake_r, 65536):
@@ -382,6 +391,7 @@ class ClientChannel:
             try:
                 parts = self._router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self.caught_up = time.monotonic()
                 return
             try:
                 if len(parts) == 2:
