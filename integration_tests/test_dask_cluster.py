@@ -13,6 +13,7 @@ import signal
 import stat
 import time
 
+import psutil
 import pytest
 
 import rp_executor as rp
@@ -152,6 +153,7 @@ def test_the_dashboard_is_served(tmp_path, monkeypatch):
         session = cluster.session
     assert session.closed                # the cluster made it, and closed it
     assert not os.path.exists(os.path.join(session.path, "dask", cluster.name))
+    assert_no_session_processes(session.uid)
 
 
 def test_scale_adds_and_removes_pilots_and_moves_data_off_retired_workers(session):
@@ -221,7 +223,7 @@ def test_a_pilot_killed_under_work_is_recomputed_on_the_remaining_workers(sessio
         for proc in victims:                  # the pilot dies at once, all of it
             try:
                 proc.send_signal(signal.SIGKILL)
-            except Exception:
+            except psutil.NoSuchProcess:
                 pass
         assert total.result(timeout=120) == sum(range(1, 61))
         assert doomed.wait(timeout=60) == rp.FAILED, doomed.log

@@ -114,7 +114,6 @@ class DaskCluster(SpecCluster):
                  python: str | None = None, worker_extra_args: list | None = None,
                  environment: dict | None = None, pre_exec: list | None = None,
                  silence_logs: Any = "error", **pilot_fields: Any) -> None:
-        from rp_executor.description import ComputePilotDescription
         from rp_executor.session import Session
 
         _check_fields(pilot_fields)
@@ -141,14 +140,10 @@ class DaskCluster(SpecCluster):
             name = name or self._session._next_id("dask", 4)
             self._margin = lifetime_margin
             if pilots is None:
-                cores = cores or _default_cores(self._session, resource)
-                self._layout = layout(cores, processes, threads, gpus, memory)
-                fields = {**pilot_fields, "resource": resource, "cores": cores,
-                          "gpus": gpus, "runtime": runtime, "provider": provider}
-                if self._layout.memory is not None:
-                    fields["memory"] = self._layout.memory * self._layout.processes // 2**20
-                ComputePilotDescription(**fields).validate()
-                self._session.get_resource_config(resource)   # DoesNotExist, suggestions
+                fields, self._layout = _own_pilots(
+                    self._session, dict(pilot_fields, resource=resource, cores=cores,
+                                        gpus=gpus, runtime=runtime, provider=provider),
+                    processes, threads, memory)
                 self._layouts: dict[str, Layout] = {}
             else:
                 fields = {}
@@ -380,6 +375,22 @@ def _check_fields(fields: dict) -> None:
             raise BadParameter(f"DaskCluster got an unexpected argument {key!r}; pilot "
                                f"description fields allowed here: {', '.join(allowed)}",
                                attribute=key, value=fields[key])
+
+
+def _own_pilots(session: Any, fields: dict, processes: int | None, threads: int | None,
+                memory: Any) -> tuple[dict, Layout]:
+    """The description fields of the cluster's own pilots (cores filled in, memory
+    in MB), checked, and how their cores hold workers."""
+    from rp_executor.description import ComputePilotDescription
+
+    fields["cores"] = fields["cores"] or _default_cores(session, fields["resource"])
+    shape = layout(fields["cores"], processes, threads, fields["gpus"], memory)
+    if shape.memory is not None:
+        # MB, as the description counts it (the journal shows it)
+        fields["memory"] = shape.memory * shape.processes // 1_000_000
+    ComputePilotDescription(**fields).validate()
+    session.get_resource_config(fields["resource"])   # DoesNotExist, with suggestions
+    return fields, shape
 
 
 def _default_cores(session: Any, resource: str) -> int:
