@@ -289,6 +289,18 @@ def test_workers_take_their_cores_of_a_users_pilot_beside_its_units(session):
     assert pilot.state == rp.PMGR_ACTIVE
 
 
+def test_workers_under_a_nanny_come_back_after_a_restart(session):
+    with rp.DaskCluster(cores=1, nanny=True, session=session,
+                        scheduler_options=QUIET) as cluster, Client(cluster) as client:
+        client.wait_for_workers(1, timeout=60)
+        assert "--nanny" in cluster.unit_manager.get_units()[0].description["arguments"]
+        assert client.submit(inc, 1).result(timeout=30) == 2
+        client.restart(timeout=60)      # the nanny starts its worker again, same unit
+        assert worker_names(client) == [f"{cluster.name}-0-0"]
+        assert client.submit(inc, 2).result(timeout=30) == 3
+        assert [u.state for u in cluster.unit_manager.get_units()] == [rp.EXECUTING]
+
+
 def test_closing_the_session_closes_the_cluster(session):
     cluster = rp.DaskCluster(cores=1, session=session, scheduler_options=QUIET)
     client = Client(cluster)
