@@ -94,6 +94,12 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     ), "no-op Parsl python_app throughput: RPExecutor (one 2-core pilot) vs HTEX "
        "(2 workers), submit all then wait all; inline: an executor that does no work "
        "(what the DataFlowKernel costs by itself)", 3),
+    Measurement("dask_cluster", 20_000, 300, (
+        ("daskcluster", "benchmarks.peer_dask_cluster:pilot"),
+        ("localcluster", "benchmarks.peer_dask_cluster:local"),
+    ), "real distributed: DaskCluster on one 2-core local pilot (2 workers, TLS) vs "
+       "Dask's LocalCluster (2 workers, TCP): start-up to the first result, client.map "
+       "throughput, a dask.array sum in graph tasks/s", 3),
     Measurement("queue", 100_000, 600, (
         ("rp", "benchmarks.peer_rp:queue"),
     ), "no-op function units queued in one session: all DONE, wall time, client peak RSS"),

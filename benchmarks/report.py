@@ -90,6 +90,15 @@ ROWS: tuple[Row, ...] = (
         ("htex_fn_tput", "rpex_fn_tput"), ("inline_fn_tput", "htex_fn_tput")),
     Row("parsl_tput", "parsl_vs_dfk_alone", "rpex_fn_tput", "tasks/s",
         ("inline_fn_tput",), ("rpex_fn_tput", "inline_fn_tput")),
+    Row("dask_cluster", "dask_cluster_map_vs_local", "daskcluster_map_tput", "tasks/s",
+        ("localcluster_map_tput",), ("daskcluster_map_tput", "localcluster_map_tput"),
+        ">=", 0.9),
+    Row("dask_cluster", "dask_cluster_array_vs_local", "daskcluster_array_tput", "tasks/s",
+        ("localcluster_array_tput",), ("daskcluster_array_tput", "localcluster_array_tput"),
+        ">=", 0.9),
+    Row("dask_cluster", "dask_cluster_start_vs_local", "daskcluster_start_s", "s",
+        ("localcluster_start_s",), ("daskcluster_start_s", "localcluster_start_s"),
+        "<=", 1.5),
     Row("queue", "queue_all_done", "rp_queue_done", "units", ("rp_queue_n",),
         ("rp_queue_done", "rp_queue_n"), ">=", 1.0),
     Row("queue", "queue_peak_rss", "rp_queue_peak_rss_mb", "MB", (), None, "<=", 600.0, "value"),
@@ -189,7 +198,8 @@ def fmt(x: float | None) -> str:
 def _peer_name(key: str) -> str:
     """``htex_latency_ms`` -> ``htex``; ``rp_exec_latency_p90_ms`` -> ``rp_exec p90``."""
     for suffix in ("_first_result_s", "_fn_tput", "_exec_tput", "_latency_p90_ms",
-                   "_latency_ms", "_queue_n", "_queue_tput"):
+                   "_latency_ms", "_queue_n", "_queue_tput", "_map_tput", "_array_tput",
+                   "_start_s"):
         if key.endswith(suffix):
             head = key[: -len(suffix)]
             return {"_latency_p90_ms": f"{head} p90", "_queue_n": "of",

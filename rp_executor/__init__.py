@@ -1,9 +1,10 @@
 """rp_executor: the RADICAL-Pilot API, with pilots as Parsl blocks and units as futures.
 
 ``import rp_executor as rp`` gives the names of RADICAL-Pilot's 0.50-era API (its
-classes, states with their legacy names, constants and exceptions), and the two other
+classes, states with their legacy names, constants and exceptions), the two other
 doors: the futures door (:mod:`rp_executor.futures`: ``Client``, ``Future``,
-``as_completed``) and the Parsl door (:mod:`rp_executor.parsl`: ``RPExecutor``).
+``as_completed``) and the Parsl door (:mod:`rp_executor.parsl`: ``RPExecutor``), and
+real Dask clusters on pilots (:mod:`rp_executor.dask`: ``DaskCluster``).
 ``__all__`` lists them all, and ``from rp_executor import *`` gives just those.
 
 The package is imported lazily: the agent imports a few light submodules and must not
@@ -26,7 +27,7 @@ _EXPORTS = {
     "ClientExecutor": ".futures.executor", "AsCompleted": ".futures.completion",
     "as_completed": ".futures.completion",
     "UnitFailed": ".exceptions", "RPExecutor": ".parsl.executor",
-    "progress": ".views.progress",
+    "progress": ".views.progress", "DaskCluster": ".dask.cluster",
 }
 # the public names of these modules: states and their legacy names, constants, errors
 _STAR_MODULES = (".states", ".constants", ".exceptions")

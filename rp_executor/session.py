@@ -159,6 +159,7 @@ class Session:
             self._created = _journal_created(self._journal) or self._created
         self._journal.add_session(self._uid, self._created, self._cfg)
         self._callbacks = CallbackThread()
+        self._close_callbacks: list = []
         self._resources = ResourceRegistry()
         self._contexts: list[Context] = []
         self._pmgrs: dict[str, Any] = {}
@@ -356,6 +357,11 @@ class Session:
             terminate = True
         if terminate is None:
             terminate = True
+        for cb in reversed(list(self._close_callbacks)):
+            try:
+                cb()
+            except Exception:
+                log.exception("close callback %r of %s failed", cb, self._uid)
         for umgr in list(self._umgrs.values()):
             umgr.close()
         for pmgr in list(self._pmgrs.values()):
@@ -375,6 +381,25 @@ class Session:
                     shutil.rmtree(pilot.pilot_sandbox, ignore_errors=True)
         self._journal.close()
         log.info("session %s closed", self._uid)
+
+    def register_close_callback(self, cb: Any) -> None:
+        """Call ``cb()`` when :meth:`close` begins, before the managers close (the
+        newest first): for what is built on the session's pilots and must end
+        with it, such as a :class:`~rp_executor.dask.cluster.DaskCluster`. A
+        failing callback is logged."""
+        from rp_executor._core.lifecycle import check_callable
+        check_callable(cb)
+        self._close_callbacks.append(cb)
+
+    def unregister_close_callback(self, cb: Any) -> None:
+        """Remove ``cb``, registered with :meth:`register_close_callback`.
+
+        :raises BadParameter: ``cb`` is not registered.
+        """
+        if cb not in self._close_callbacks:
+            raise BadParameter(f"close callback {cb!r} is not registered on {self._uid}",
+                               attribute="cb", value=cb)
+        self._close_callbacks.remove(cb)
 
     # contexts -----------------------------------------------------------------------
 

@@ -89,3 +89,20 @@ def test_measurements_with_rounds_alternate_their_peers_and_report_median_ratios
     row = {e["name"]: e for e in report.evaluate(results, {"startup"}, rounds=rounds)}
     assert row["startup_abs"]["value"] == 0.5 and row["startup_abs"]["pass"] is True
     assert row["startup_vs_htex"]["ratio"] == 0.1 and row["startup_vs_htex"]["ratio_rounds"] is None
+
+
+def test_dask_cluster_rows_compare_throughput_and_start_up_with_localcluster():
+    from benchmarks import plan, report
+
+    assert [j.peer for j in plan.jobs(["dask_cluster"], quick=True)] == \
+        ["daskcluster", "localcluster"]
+    assert plan.jobs(["dask_cluster"], quick=True)[0].n == 1000
+    results = {"daskcluster_map_tput": 500.0, "localcluster_map_tput": 540.0,
+               "daskcluster_array_tput": 150.0, "localcluster_array_tput": 200.0,
+               "daskcluster_start_s": 0.9, "localcluster_start_s": 0.6}
+    rows = {e["name"]: e for e in report.evaluate(results, {"dask_cluster"})}
+    assert rows["dask_cluster_map_vs_local"]["pass"] is True      # 0.93 >= 0.9
+    assert rows["dask_cluster_array_vs_local"]["pass"] is False   # 0.75
+    assert rows["dask_cluster_start_vs_local"]["ratio"] == 1.5
+    assert rows["dask_cluster_start_vs_local"]["pass"] is True
+    assert "localcluster=540" in report.table(list(rows.values()))

@@ -30,7 +30,7 @@ def built_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_docs_build_without_warnings(built_docs: Path) -> None:
     for page in ("index", "getting_started", "functions", "api", "states", "design",
-                 "futures", "parsl", "staging", "resources", "views"):
+                 "futures", "parsl", "dask", "staging", "resources", "views"):
         assert (built_docs / f"{page}.html").is_file(), page
 
 
@@ -65,6 +65,7 @@ def test_api_page_documents_the_public_classes(built_docs: Path) -> None:
                    "rp_executor.unit_manager.UnitManager", "rp_executor.unit.ComputeUnit",
                    "rp_executor.description.ComputeUnitDescription",
                    "rp_executor.resource_config.ResourceConfig",
+                   "rp_executor.dask.cluster.DaskCluster",
                    "rp_executor.exceptions.BadParameter",
                    "rp_executor.constants.UNIT_STATE",
                    "rp_executor.unit_manager.UnitManager.submit_units",
