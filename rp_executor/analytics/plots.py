@@ -22,6 +22,7 @@ STATE_COLORS = {states.DONE: "#2ca02c", states.FAILED: "#d62728",
                 states.CANCELED: "#7f7f7f"}
 """The colour of a unit's bar by its final state; units still running are blue."""
 RUNNING_COLOR = "#1f77b4"
+"""The colour of a unit that has not ended."""
 PHASE_COLORS = ("#c7c7c7", "#9edae5", "#ffbb78", "#1f77b4", "#98df8a")
 """The colours of :data:`~rp_executor.analytics.metrics.PHASES`, in order."""
 
