@@ -29,6 +29,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "statefig",
+    "clihelp",
 ]
 
 root_doc = "index"

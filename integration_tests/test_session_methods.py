@@ -57,7 +57,9 @@ def test_the_agent_writes_its_output_files_and_fetch_gathers_them(session, pmgr,
     assert {os.path.basename(p) for p in logs} >= {"agent.log", "agent.out", "agent.err"}
     assert all(p.startswith(os.path.join(session.path, pilot.uid)) for p in logs)
     profiles = session.fetch_profiles(tgt=tmp_path / "profiles")
-    assert profiles == [str(tmp_path / "profiles" / pilot.uid / "agent.prof")]
+    assert profiles == [str(tmp_path / "profiles" / pilot.uid / "agent.prof"),
+                        str(tmp_path / "profiles" / f"{pmgr.uid}.prof"),
+                        str(tmp_path / "profiles" / f"{umgr.uid}.prof")]
     assert open(profiles[0]).read().startswith("1.0,sync_abs")
     assert "agent.prof" not in {os.path.basename(p) for p in logs}
     dump = json.loads(open(session.fetch_json(tgt=tmp_path)).read())

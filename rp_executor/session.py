@@ -283,11 +283,26 @@ class Session:
 
     def fetch_profiles(self, tgt: str | os.PathLike | None = None,
                        fetch_client: bool = False) -> list[str]:
-        """Gather the profiles (``*.prof``) of the session's pilot sandboxes into
-        ``<tgt>/<pilot uid>/`` (``tgt`` defaults to the session directory); returns
-        the paths of the gathered files. ``fetch_client`` is accepted for
-        RADICAL-Pilot compatibility."""
-        return self._gather(tgt, ("*.prof",))
+        """Write the session's profiles in RADICAL-Pilot's format into ``tgt`` (the
+        session directory by default), so that radical.analytics reads the session
+        (``radical.analytics.Session(tgt, 'radical')``): the state transitions of the
+        journal, one ``<manager uid>.prof`` per manager
+        (:func:`rp_executor.analytics.write_profiles`), and the profiles (``*.prof``)
+        found in the pilot sandboxes, gathered into ``<tgt>/<pilot uid>/``. Returns
+        the paths of the files, the gathered ones first. ``fetch_client`` is accepted
+        for RADICAL-Pilot compatibility.
+
+        :raises DatabaseError: the journal could not be written or read.
+        """
+        from rp_executor.analytics import load, write_profiles
+        gathered = self._gather(tgt, ("*.prof",))
+        self._journal.flush()
+        try:
+            model = load(self._dir)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot read the journal {self._journal.path}: {exc}") \
+                from exc
+        return gathered + write_profiles(model, tgt if tgt is not None else self._dir)
 
     def fetch_logfiles(self, tgt: str | os.PathLike | None = None,
                        fetch_client: bool = False) -> list[str]:

@@ -100,3 +100,54 @@ def test_importing_the_cli_imports_neither_parsl_nor_zmq():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_the_module_runs_as_a_script():
+    done = subprocess.run([sys.executable, "-m", "rp_executor.cli", "version"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"rp-executor {rp_executor.__version__}\n")
+
+
+@pytest.mark.parametrize("exit_code, stderr, reason", [
+    (1, "", "exit code 1"),
+    (3, "oops\n\n", "exit code 3: oops"),
+    (127, "some output\nrp_executor: cannot execute 'x': No such file\nmore\n",
+     "exit code 127: rp_executor: cannot execute 'x': No such file"),
+    (None, None, "no exit code"),
+])
+def test_a_failed_units_reason_is_one_line(exit_code, stderr, reason):
+    assert cli.failure_reason(exit_code, stderr) == reason
+
+
+def _journal(tmp_path: Path) -> Path:
+    """A session directory with a journal of one pilot and no units."""
+    from rp_executor._core.journal import Journal
+    path = tmp_path / "rp.session.cli.0000"
+    path.mkdir()
+    journal = Journal(path / "session.sqlite")
+    journal.add_session(path.name, 1.7e9, {})
+    journal.add_manager("pmgr.0000", "pmgr", 1.7e9)
+    journal.add_pilots([("pilot.0000", "pmgr.0000", '{"cores": 1}')])
+    journal.close_session(path.name, 1.7e9 + 5)
+    journal.close()
+    return path
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    path = _journal(tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails
+    assert cli.main(["plot", str(path), "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rp-executor plot: error: plots need matplotlib: "
+                          "pip install 'rp-executor[plot]'")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_watch_of_a_closed_session_shows_it_once_and_ends(tmp_path, capsys):
+    path = _journal(tmp_path)
+    assert cli.main(["watch", str(path)]) == 0
+    first, last = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"{path.name}  closed  ")
+    assert first.endswith("| pilots: pilot.0000 NEW | units 0: none")
+    assert last.startswith(f"session {path.name} closed at ")

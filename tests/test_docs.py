@@ -30,7 +30,7 @@ def built_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_docs_build_without_warnings(built_docs: Path) -> None:
     for page in ("index", "getting_started", "functions", "api", "states", "design",
-                 "futures", "parsl", "dask", "staging", "resources", "views"):
+                 "futures", "parsl", "dask", "staging", "resources", "views", "cli"):
         assert (built_docs / f"{page}.html").is_file(), page
 
 
@@ -72,3 +72,14 @@ def test_api_page_documents_the_public_classes(built_docs: Path) -> None:
                    "rp_executor.unit_manager.UnitManager.wait_units"):
         assert f'id="{target}"' in page, target
     assert "submit_units" in page
+
+
+def test_cli_page_shows_every_commands_help_and_the_analytics(built_docs: Path) -> None:
+    from rp_executor import cli
+    page = (built_docs / "cli.html").read_text(encoding="utf-8")
+    for name, cmd in cli.COMMANDS.items():
+        assert f"usage: rp-executor {name}" in page, name
+    for name in ("model.load", "model.SessionModel", "metrics.unit_durations",
+                 "metrics.utilization", "frames.unit_durations_frame", "plots.plot_timeline",
+                 "profiles.write_profiles"):
+        assert f'id="rp_executor.analytics.{name}"' in page, name

@@ -30,13 +30,14 @@ from typing import Any
 
 from rp_executor import states
 from rp_executor._core import wire
+from rp_executor._core.sessiondir import CLIENT_FILE, JOURNAL, find  # noqa: F401 (re-exported)
+from rp_executor._core.sessiondir import client_running
+from rp_executor._core.sessiondir import process_started as _started
 from rp_executor.exceptions import BadParameter, IncorrectState
 
 log = logging.getLogger(__name__)
 
 CLIENT_KEY = "client.key"
-CLIENT_FILE = "client.json"
-JOURNAL = "session.sqlite"
 #: what an agent leaves in its pilot sandbox (agent/agent.py, agent/outbox.py)
 AGENT_END = "agent.end.json"
 SPILL = "outbox.spill"
@@ -44,17 +45,6 @@ SPILL = "outbox.spill"
 _IN_CLIENT = (states.NEW, states.UMGR_SCHEDULING_PENDING, states.UMGR_SCHEDULING,
               states.UMGR_STAGING_INPUT_PENDING, states.UMGR_STAGING_INPUT)
 _STAGING_OUT = (states.UMGR_STAGING_OUTPUT_PENDING, states.UMGR_STAGING_OUTPUT)
-
-
-def find(uid: str | os.PathLike, base: Path) -> Path | None:
-    """The directory of an existing session ``uid`` (a uid under ``base``, or the
-    path of a session directory), or None when there is none to reattach to."""
-    given = Path(uid)
-    for path in ((given,) if given.is_absolute() or len(given.parts) > 1
-                 else (base / given,)):
-        if (path / JOURNAL).is_file():
-            return path
-    return None
 
 
 def key_path(directory: Path, owner: str) -> Path:
@@ -83,15 +73,6 @@ def agent_keys(directory: Path) -> list[str]:
             if path.name != "client.key"]
 
 
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), None if there is none."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def write_client(directory: Path, endpoint: str) -> None:
     """Record this process as the session's client, with its address."""
     wire.write_secret(directory / CLIENT_FILE, {
@@ -114,8 +95,7 @@ def check_client_gone(directory: Path, uid: str) -> dict:
     """
     client = read_client(directory)
     pid = client.get("pid")
-    if pid and client.get("host") == socket.gethostname() and pid != os.getpid() \
-            and client.get("started") is not None and _started(pid) == client["started"]:
+    if pid != os.getpid() and client_running(client):
         raise IncorrectState(f"session {uid} is still open in process {pid}: a session "
                              "has one client at a time (reattach once it has ended)")
     return client
