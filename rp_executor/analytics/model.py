@@ -23,7 +23,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from rp_executor import states
 from rp_executor._core import sessiondir
@@ -176,6 +176,7 @@ class SessionModel:
         self.times: list[array] = [array("d") for _ in range(TIMED)]
         self._last_rowid = 0        # units read up to this rowid
         self._last_seq = 0          # transitions read up to this seq
+        self._last_binding = 0      # bindings read up to this seq
         self._recheck: list[int] = []   # units whose pilot or exit code may be late
         self._decoded: dict[str, tuple[tuple[array, ...], int]] = {}
         self._defaults: tuple[int, int, int] | None = None
@@ -199,6 +200,7 @@ class SessionModel:
             changed = self._read_session(db)
             changed |= self._read_pilots(db)
             new_units = self._read_units(db)
+            bound = self._read_bindings(db)
             self._read_unit_details(db, self._recheck)
             touched = self._read_transitions(db)
             # a unit's results are journaled just after its final state: one that
@@ -210,7 +212,7 @@ class SessionModel:
         finally:
             db.close()
         self.read_at = time.time()
-        return changed or bool(new_units) or bool(touched)
+        return changed or bool(new_units) or bool(touched) or bound
 
     def _read_session(self, db: sqlite3.Connection) -> bool:
         row = db.execute("SELECT uid, created, cfg, closed FROM session").fetchone()
@@ -354,6 +356,23 @@ class SessionModel:
                                         codes[-1])
         return known
 
+    def _read_bindings(self, db: sqlite3.Connection) -> bool:
+        """Take the pilots units were bound to (the journal's bindings rows, one per
+        bound batch; a later row of a unit wins) since the last read."""
+        pilots = {name: i for i, name in enumerate(self.pilot_names)}
+        index, changed = self.index, False
+        for seq, pilot, uids in db.execute("SELECT seq, pilot, uids FROM bindings "
+                                           "WHERE seq > ? ORDER BY seq",
+                                           (self._last_binding,)):
+            self._last_binding = seq
+            code = self._pilot_code(pilot, pilots)
+            for uid in json.loads(uids):
+                i = index.get(uid)
+                if i is not None:
+                    self.pilot_index[i] = code
+                    changed = True
+        return changed
+
     def _read_unit_details(self, db: sqlite3.Connection, indices: list[int]) -> None:
         """Read again the pilot and exit code of these units (set after their rows
         were added: when bound, when ended)."""
@@ -366,7 +385,8 @@ class SessionModel:
                     "SELECT uid, pilot, exit_code FROM units WHERE uid IN "
                     f"({','.join('?' * (hi - lo + 1))})", self.uids[lo:hi + 1]):
                 i = index[uid]
-                self.pilot_index[i] = self._pilot_code(pilot, pilots)
+                if pilot is not None:
+                    self.pilot_index[i] = self._pilot_code(pilot, pilots)
                 self.exit_codes[i] = exit_code
 
     # what it holds ------------------------------------------------------------------
