@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 

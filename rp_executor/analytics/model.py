@@ -23,7 +23,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from rp_executor import states
 from rp_executor._core import sessiondir
