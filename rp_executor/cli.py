@@ -276,6 +276,7 @@ def watch(args: argparse.Namespace) -> int:
     On a terminal the lines are rewritten in place; written to a file or a pipe, the
     lines are printed again whenever they change.
     """
+    import shutil
     model = _model(args.sid)
     tty = sys.stdout.isatty()
     shown: list[str] = []
@@ -284,6 +285,9 @@ def watch(args: argparse.Namespace) -> int:
         while True:
             lines = watch_lines(model)
             if tty:
+                # a line the terminal wraps would take two rows: moving up would miss one
+                width = max(shutil.get_terminal_size().columns - 1, 20)
+                lines = [line[:width] for line in lines]
                 up = f"\x1b[{len(shown)}F" if shown else ""
                 sys.stdout.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
                 sys.stdout.flush()
@@ -295,7 +299,10 @@ def watch(args: argparse.Namespace) -> int:
                 print(f"session {model.uid} closed at {_when(model.closed)}", flush=True)
                 return 0
             time.sleep(args.interval)
-            model.refresh()
+            try:
+                model.refresh()
+            except sqlite3.Error as exc:    # the journal is readable again next time
+                print(f"{PROG} watch: cannot read the journal now: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("", flush=True)
         return 0
@@ -499,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit
     status: 0 on success, 2 for a command line argparse rejects (its usage message
-    goes to stderr), 1 when a command fails (:class:`CommandError`, its message on
-    stderr), otherwise what the subcommand returns."""
+    goes to stderr), 1 when a command fails (:class:`CommandError`, or a file it cannot
+    read or write: the message on stderr), otherwise what the subcommand returns."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -508,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         return args._run(args)
-    except CommandError as exc:
+    except (CommandError, OSError) as exc:   # OSError: a file it cannot write or read
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -151,3 +151,11 @@ def test_watch_of_a_closed_session_shows_it_once_and_ends(tmp_path, capsys):
     assert first.startswith(f"{path.name}  closed  ")
     assert first.endswith("| pilots: pilot.0000 NEW | units 0: none")
     assert last.startswith(f"session {path.name} closed at ")
+
+
+def test_a_file_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path, capsys):
+    path = _journal(tmp_path)
+    target = tmp_path / "no" / "such" / "dir" / "units.csv"
+    assert cli.main(["export", str(path), "-o", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rp-executor export: error: ") and str(target) in err
