@@ -28,13 +28,15 @@ import zmq
 
 from rp_executor import states
 from rp_executor._core import wire
+# what a reattaching client writes into the pilot sandbox: its address and key
+from rp_executor._core.sessiondir import CLIENT_FILE
 from rp_executor.outcome import Ending, Outcome
 
 from .config import AgentConfig
 from .executing import Finished, ForkExecutor
 from .function_pool import FuncResult, FunctionPool, pool_size
 from .launch_methods import LaunchMethods
-from .outbox import Outbox
+from .outbox import END_FILE, Outbox
 from .resource_manager import detect_cores, make_resource_manager
 from .scheduler import Scheduler
 
@@ -48,10 +50,6 @@ _BATCH_AGE = 0.005     # seconds an update may wait for others under load
 _BACKLOG_AGE = 0.02    # ... and while units wait for cores (results come steadily)
 _FAILURE_GRACE = 1.0   # seconds a failed unit of a batch job waits for the job's end
 _LOOK_AFTER = 3        # heartbeats missed before the agent looks for a new client address
-#: what a reattaching client writes into the pilot sandbox: its address and key
-CLIENT_FILE = "client.json"
-#: what the agent writes into the pilot sandbox when it ends
-END_FILE = "agent.end.json"
 
 
 class Agent:

@@ -19,6 +19,8 @@ from typing import Iterator
 
 #: the spill file in the pilot sandbox
 SPILL = "outbox.spill"
+#: what the agent writes into the pilot sandbox when it ends (its state and cause)
+END_FILE = "agent.end.json"
 #: in-memory bytes kept before older frames go to the spill file
 MEMORY = 64 * 2**20
 

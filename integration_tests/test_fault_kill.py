@@ -203,6 +203,15 @@ def start_pilots(session: rp.Session, n: int = 1, cores: int = 2) -> list:
 
 # the processes of a pilot ------------------------------------------------------------
 
+def one_pilot(session: rp.Session) -> tuple[Any, rp.UnitManager, Tracker]:
+    """An active 2-core pilot, a unit manager with it added, and its tracker."""
+    (pilot,) = start_pilots(session)
+    umgr = rp.UnitManager(session)
+    tracker = Tracker(umgr)
+    umgr.add_pilots(pilot)
+    return pilot, umgr, tracker
+
+
 def _env(proc: psutil.Process) -> dict:
     try:
         return proc.environ()
@@ -291,12 +300,19 @@ def wait_reaped(pilot: Any, block: psutil.Process) -> None:
                     "init that reaps orphans): the LocalProvider cannot see the block end")
 
 
-def close_begun(session: rp.Session) -> None:
-    """Return as soon as ``session.close()`` (started on another thread) has begun."""
+def kill_while_closing(session: rp.Session, tracker: Tracker, proc: psutil.Process,
+                       what: str) -> None:
+    """SIGKILL ``proc`` as soon as ``session.close()``, started on another thread, has
+    begun; fail unless that close returns."""
+    closer = threading.Thread(target=session.close, name="closer")
+    closer.start()
     deadline = time.monotonic() + 10
     while not session.closed:
         assert time.monotonic() < deadline, "close() did not begin"
         time.sleep(0.0005)
+    tracker.kill(proc, what)
+    closer.join(FINAL_TIMEOUT)
+    assert not closer.is_alive(), "session.close() did not return"
 
 
 def assert_lost_with(units: list, pilot: Any) -> None:
@@ -417,10 +433,7 @@ def test_pilot_killed_while_units_stage_in_fails_them(session, tmp_path, target)
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("target", TARGETS)
 def test_pilot_killed_while_units_stage_out_fails_those_not_staged(session, target):
-    (victim,) = start_pilots(session)
-    umgr = rp.UnitManager(session)
-    tracker = Tracker(umgr)
-    umgr.add_pilots(victim)
+    victim, umgr, tracker = one_pilot(session)
     # each unit makes a big (sparse) file at once; the agent copies it out, one unit
     # after the other
     units = umgr.submit_units([exe(
@@ -456,26 +469,17 @@ def test_pilot_killed_while_units_stage_out_fails_those_not_staged(session, targ
 def test_pilot_killed_while_the_session_closes(tmp_path, monkeypatch, target):
     monkeypatch.chdir(tmp_path)
     session = rp.Session(cfg={"heartbeat_timeout": HEARTBEAT_TIMEOUT})
-    closer = threading.Thread(target=session.close, name="closer")
     try:
-        (victim,) = start_pilots(session)
-        umgr = rp.UnitManager(session)
-        tracker = Tracker(umgr)
-        umgr.add_pilots(victim)
+        victim, umgr, tracker = one_pilot(session)
         units = umgr.submit_units([exe("/bin/sleep", "60"), fn(hold, str(tmp_path / "pid")),
                                    exe("/bin/echo", "queued"), fn(add, 2, 3)])
         umgr.wait_units([u.uid for u in units[:2]], state=rp.EXECUTING, timeout=30)
         worker_running(victim, tmp_path / "pid")
         pids = pilot_pids(victim) + [unit_process(session, units[0]).pid]
         proc = agent_of(victim) if target == "agent" else block_of(victim)
-        closer.start()
-        close_begun(session)
-        tracker.kill(proc, f"SIGKILL {target}")
-        closer.join(FINAL_TIMEOUT)
-        assert not closer.is_alive(), "session.close() did not return"
+        kill_while_closing(session, tracker, proc, f"SIGKILL {target}")
     finally:
-        if not closer.is_alive():
-            session.close()
+        session.close()   # returns at once if the closer did close it
     assert victim.state in (rp.FAILED, rp.CANCELED), (victim.state, victim.log)
     tracker.check(session, units, f"{target}-during-close", "session.close() runs", victim,
                   umgr_callbacks=False)
@@ -489,10 +493,7 @@ def test_pilot_killed_while_the_session_closes(tmp_path, monkeypatch, target):
 
 @pytest.mark.timeout(120)
 def test_killed_idle_worker_is_replaced_before_units_arrive(session):
-    (pilot,) = start_pilots(session)
-    umgr = rp.UnitManager(session)
-    tracker = Tracker(umgr)
-    umgr.add_pilots(pilot)
+    pilot, umgr, tracker = one_pilot(session)
     victim = workers_of(pilot)[0]
     tracker.kill(victim, "SIGKILL idle worker")
     units = umgr.submit_units([fn(add, i, 1) for i in range(6)])
@@ -511,10 +512,7 @@ def test_killed_idle_worker_is_replaced_before_units_arrive(session):
 
 @pytest.mark.timeout(120)
 def test_killed_busy_worker_fails_only_its_unit(session, tmp_path):
-    (pilot,) = start_pilots(session)
-    umgr = rp.UnitManager(session)
-    tracker = Tracker(umgr)
-    umgr.add_pilots(pilot)
+    pilot, umgr, tracker = one_pilot(session)
     victim_unit = umgr.submit_units(fn(hold, str(tmp_path / "pid")))
     others = umgr.submit_units([fn(nap, 1)] + [fn(add, i, 1) for i in range(6)])
     worker = worker_running(pilot, tmp_path / "pid")
@@ -541,25 +539,16 @@ def test_killed_busy_worker_fails_only_its_unit(session, tmp_path):
 def test_killed_worker_while_the_session_closes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     session = rp.Session(cfg={"heartbeat_timeout": HEARTBEAT_TIMEOUT})
-    closer = threading.Thread(target=session.close, name="closer")
     try:
-        (pilot,) = start_pilots(session)
-        umgr = rp.UnitManager(session)
-        tracker = Tracker(umgr)
-        umgr.add_pilots(pilot)
+        pilot, umgr, tracker = one_pilot(session)
         units = umgr.submit_units([fn(hold, str(tmp_path / "pid")), fn(nap, 60),
                                    fn(add, 1, 2)])
         worker = worker_running(pilot, tmp_path / "pid")
         umgr.wait_units([u.uid for u in units[:2]], state=rp.EXECUTING, timeout=30)
         pids = pilot_pids(pilot)
-        closer.start()
-        close_begun(session)
-        tracker.kill(worker, "SIGKILL busy worker")
-        closer.join(FINAL_TIMEOUT)
-        assert not closer.is_alive(), "session.close() did not return"
+        kill_while_closing(session, tracker, worker, "SIGKILL busy worker")
     finally:
-        if not closer.is_alive():
-            session.close()
+        session.close()   # returns at once if the closer did close it
     assert pilot.state == rp.CANCELED, (pilot.state, pilot.log)
     tracker.check(session, units, "worker-during-close", "session.close() runs", pilot,
                   umgr_callbacks=False)
@@ -572,10 +561,7 @@ def test_killed_worker_while_the_session_closes(tmp_path, monkeypatch):
 
 @pytest.mark.timeout(120)
 def test_killed_unit_process_fails_only_its_unit(session):
-    (pilot,) = start_pilots(session)
-    umgr = rp.UnitManager(session)
-    tracker = Tracker(umgr)
-    umgr.add_pilots(pilot)
+    pilot, umgr, tracker = one_pilot(session)
     victim = umgr.submit_units(exe("/bin/sleep", "60"))
     others = umgr.submit_units([exe("/bin/sleep", "1")] +
                                [exe("/bin/echo", str(i)) for i in range(4)] + [fn(add, 1, 1)])
@@ -595,10 +581,7 @@ def test_killed_unit_process_fails_only_its_unit(session):
 
 @pytest.mark.timeout(120)
 def test_killed_unit_shell_in_pre_exec_fails_only_its_unit(session):
-    (pilot,) = start_pilots(session)
-    umgr = rp.UnitManager(session)
-    tracker = Tracker(umgr)
-    umgr.add_pilots(pilot)
+    pilot, umgr, tracker = one_pilot(session)
     victim = umgr.submit_units(exe("/bin/echo", "never", pre_exec=["sleep 60"]))
     others = umgr.submit_units([exe("/bin/echo", "after", pre_exec=["sleep 1"])] +
                                [exe("/bin/echo", str(i)) for i in range(3)])
@@ -623,25 +606,16 @@ def test_killed_unit_shell_in_pre_exec_fails_only_its_unit(session):
 def test_killed_unit_process_while_the_session_closes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     session = rp.Session(cfg={"heartbeat_timeout": HEARTBEAT_TIMEOUT})
-    closer = threading.Thread(target=session.close, name="closer")
     try:
-        (pilot,) = start_pilots(session)
-        umgr = rp.UnitManager(session)
-        tracker = Tracker(umgr)
-        umgr.add_pilots(pilot)
+        pilot, umgr, tracker = one_pilot(session)
         units = umgr.submit_units([exe("/bin/sleep", "60"), exe("/bin/sleep", "60"),
                                    exe("/bin/echo", "queued")])
         umgr.wait_units([u.uid for u in units[:2]], state=rp.EXECUTING, timeout=30)
         proc = unit_process(session, units[0])
         pids = pilot_pids(pilot) + [proc.pid]
-        closer.start()
-        close_begun(session)
-        tracker.kill(proc, "SIGKILL unit process")
-        closer.join(FINAL_TIMEOUT)
-        assert not closer.is_alive(), "session.close() did not return"
+        kill_while_closing(session, tracker, proc, "SIGKILL unit process")
     finally:
-        if not closer.is_alive():
-            session.close()
+        session.close()   # returns at once if the closer did close it
     assert pilot.state == rp.CANCELED, (pilot.state, pilot.log)
     tracker.check(session, units, "unit-during-close", "session.close() runs", pilot,
                   umgr_callbacks=False)

@@ -31,16 +31,14 @@ from typing import Any
 from rp_executor import states
 from rp_executor._core import wire
 from rp_executor._core.sessiondir import CLIENT_FILE, JOURNAL, find  # noqa: F401 (re-exported)
-from rp_executor._core.sessiondir import client_running
+from rp_executor._core.sessiondir import client_running, read_client
+from rp_executor.agent.outbox import END_FILE, SPILL, read_spill
 from rp_executor._core.sessiondir import process_started as _started
 from rp_executor.exceptions import BadParameter, IncorrectState
 
 log = logging.getLogger(__name__)
 
 CLIENT_KEY = "client.key"
-#: what an agent leaves in its pilot sandbox (agent/agent.py, agent/outbox.py)
-AGENT_END = "agent.end.json"
-SPILL = "outbox.spill"
 #: a unit in one of these states was in the client only, never sent to a pilot
 _IN_CLIENT = (states.NEW, states.UMGR_SCHEDULING_PENDING, states.UMGR_SCHEDULING,
               states.UMGR_STAGING_INPUT_PENDING, states.UMGR_STAGING_INPUT)
@@ -49,7 +47,7 @@ _STAGING_OUT = (states.UMGR_STAGING_OUTPUT_PENDING, states.UMGR_STAGING_OUTPUT)
 
 def key_path(directory: Path, owner: str) -> Path:
     """The 0600 file of the CURVE key pair of ``owner`` ('client' or a pilot uid)."""
-    return directory / ("client.key" if owner == "client" else f"{owner}.key")
+    return directory / (CLIENT_KEY if owner == "client" else f"{owner}.key")
 
 
 def save_keys(directory: Path, owner: str, keys: wire.KeyPair) -> None:
@@ -70,7 +68,7 @@ def load_keys(directory: Path, owner: str) -> wire.KeyPair | None:
 def agent_keys(directory: Path) -> list[str]:
     """The public keys of the session's pilots, kept in its directory."""
     return [wire.read_secret(path)["public"] for path in sorted(directory.glob("*.key"))
-            if path.name != "client.key"]
+            if path.name != CLIENT_KEY]
 
 
 def write_client(directory: Path, endpoint: str) -> None:
@@ -78,14 +76,6 @@ def write_client(directory: Path, endpoint: str) -> None:
     wire.write_secret(directory / CLIENT_FILE, {
         "pid": os.getpid(), "started": _started(os.getpid()),
         "host": socket.gethostname(), "endpoint": endpoint})
-
-
-def read_client(directory: Path) -> dict:
-    """What :func:`write_client` recorded ({} if nothing)."""
-    try:
-        return wire.read_secret(directory / CLIENT_FILE)
-    except FileNotFoundError:
-        return {}
 
 
 def check_client_gone(directory: Path, uid: str) -> dict:
@@ -279,7 +269,7 @@ def agent_gone(pilot: Any) -> bool:
     """Whether the pilot's agent has certainly ended: it left its end file, or (on
     this host) its process is gone."""
     sandbox = pilot.pilot_sandbox
-    if sandbox and (Path(sandbox) / AGENT_END).exists():
+    if sandbox and (Path(sandbox) / END_FILE).exists():
         return True
     details = pilot.resource_details or {}
     pid = details.get("pid")
@@ -298,7 +288,7 @@ def read_agent_end(pilot: Any) -> dict:
     if not pilot.pilot_sandbox:
         return {}
     try:
-        return wire.read_secret(Path(pilot.pilot_sandbox) / AGENT_END)
+        return wire.read_secret(Path(pilot.pilot_sandbox) / END_FILE)
     except (OSError, ValueError):
         return {}
 
@@ -306,7 +296,6 @@ def read_agent_end(pilot: Any) -> dict:
 def replay_spill(pilot: Any) -> int:
     """Apply what the pilot's agent left unacknowledged in its spill file, in order
     and once (frames the journal holds are skipped); returns how many were applied."""
-    from rp_executor.agent.outbox import read_spill
     if not pilot.pilot_sandbox:
         return 0
     applied = 0
