@@ -239,8 +239,16 @@ def block_of(pilot: Any) -> psutil.Process:
 
 def workers_of(pilot: Any) -> list[psutil.Process]:
     """The pilot's function workers: the agent's children running the worker."""
-    return [c for c in agent_of(pilot).children()
-            if "rp_executor.agent.worker" in " ".join(c.cmdline())]
+    return [c for c in agent_of(pilot).children() if "rp_executor.agent.worker" in _cmdline(c)]
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    """A process's command line; '' for one that ended meanwhile (a unit's process,
+    a child of the agent too, may end between listing and reading it)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
 
 
 def worker_running(pilot: Any, pid_file: Path) -> psutil.Process:
