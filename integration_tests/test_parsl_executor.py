@@ -24,8 +24,10 @@ import psutil  # noqa: E402
 from support import agent_process, assert_no_session_processes, session_processes, wait_for  # noqa: E402
 
 
-def _load(tmp_path, init=1, min_blocks=0, max_blocks=1, cores=2, prefetch=256, **config):
+def _load(tmp_path, init=1, min_blocks=0, max_blocks=1, cores=2, prefetch=256,
+          working_dir=None, **config):
     ex = rp.RPExecutor(label="rp", cores_per_block=cores, prefetch_per_core=prefetch,
+                       working_dir=working_dir,
                        provider=LocalProvider(
         init_blocks=init, min_blocks=min_blocks, max_blocks=max_blocks,
         launcher=SimpleLauncher()))
@@ -118,6 +120,27 @@ def test_python_bash_and_join_apps_run_on_a_pilot(loaded, tmp_path):
     assert out.read_text() == "hello\n"
     text = err.read_text()
     assert "hello-on-stderr" in text and "--> executable follows <--" in text
+
+
+@pytest.mark.timeout(120)
+def test_std_streams_staged_into_a_zip_archive_both_land(loaded, tmp_path):
+    # Parsl's own test of this reads the archive after the stdout future only, while
+    # the stderr stage-out may still be appending (Parsl/parsl#3467); here both
+    # futures are awaited first, so the archive is complete when it is read
+    import zipfile
+
+    from parsl.data_provider.files import File
+
+    loaded(working_dir=str(tmp_path / "work"))   # zip staging needs one
+    archive = tmp_path / "std.zip"
+    fut = shout("zipped", stdout=File(f"zip:{archive}/a/out.txt"),
+                stderr=File(f"zip:{archive}/a/err.txt"))
+    assert fut.result(timeout=60) == 0
+    fut.stdout.result(timeout=30)
+    fut.stderr.result(timeout=30)
+    with zipfile.ZipFile(archive) as z:
+        assert z.read("a/out.txt") == b"zipped\n"
+        assert z.read("a/err.txt").endswith(b"zipped-on-stderr\n")
 
 
 @pytest.mark.timeout(120)

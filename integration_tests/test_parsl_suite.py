@@ -31,6 +31,11 @@ EXCLUDED: dict[str, str] = {
     "issue_3620": "test_resource_spec asserts that only HTEX, WorkQueue and ThreadPool "
                   "may reject unknown resource keys; RPExecutor rejects them by design "
                   "(InvalidResourceSpecification naming the key and the allowed keys)",
+    "test_stdout_stderr_staging_zip": "a race in the test itself (Parsl/parsl#3467, "
+                                      "seen in Parsl's CI too): it opens the archive after "
+                                      "the stdout future while the stderr stage-out may "
+                                      "still be appending to it; test_parsl_executor.py "
+                                      "stages both streams into a zip and awaits both",
 }
 if os.geteuid() == 0:
     EXCLUDED["unix_filesystem_permissions_required"] = (
