@@ -159,12 +159,12 @@ def test_a_new_client_reattaches_and_every_unit_ends_once(tmp_path, monkeypatch,
         # way, once; those that ran to the end are DONE with their output
         assert all(s in rp.FINAL_STATES for s in states), states
     elif point == "before_start":
-        # nothing had reached the agent: executables are sent again from the
-        # journal; a function's call is not journaled, so function units fail
-        assert states == [rp.DONE] * 4 + [rp.FAILED] * 2 + [rp.DONE], \
-            [(u.uid, u.state, u.stderr) for u in units]
+        # nothing had reached the agent: every unit is sent again from the journal,
+        # function units too (it keeps their pickled function and arguments)
+        assert states == [rp.DONE] * expected, [(u.uid, u.state, u.stderr) for u in units]
         for u in units[4:6]:
-            assert "does not keep a function unit's call" in u.stderr, u.stderr
+            d = u.description
+            assert d["function"].__name__ == "square" and d["args"] == [int(u.uid[-1]) - 1], d
     else:
         assert states == [rp.DONE] * expected, [(u.uid, u.state, u.stderr) for u in units]
     for u in units:

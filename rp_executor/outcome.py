@@ -90,7 +90,28 @@ class Outcome:
         ending = _ENDINGS.get(data[0])
         if ending is None:
             raise ValueError(f"unknown ending {data[0]!r}; known: {', '.join(_ENDINGS)}")
-        return cls(ending, *data[1:])
+        out = cls(ending, *data[1:])
+        # a million outcomes mostly repeat a few node lists and small results (a
+        # pickled None): share them instead of holding a copy each
+        nodes = out.nodes
+        if nodes:
+            key = tuple(nodes)
+            out.nodes = _SHARED.get(key) or _share(key, nodes)
+        result = out.result
+        if result is not None and len(result) <= _SMALL:
+            out.result = _SHARED.get(result) or _share(result, result)
+        return out
+
+
+_SMALL = 16          # bytes: results this short are shared between outcomes
+_SHARED: dict = {}
+
+
+def _share(key: object, value: object) -> object:
+    """Keep ``value`` to be shared under ``key`` (bounded: a few thousand)."""
+    if len(_SHARED) < 4096:
+        _SHARED[key] = value
+    return value
 
 
 _NAMES = tuple(f.name for f in fields(Outcome))

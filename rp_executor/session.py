@@ -500,6 +500,34 @@ class Session:
             counter = self._counters.setdefault(prefix, itertools.count())
             return f"{prefix}.{next(counter):0{width}d}"
 
+    def _stored_description(self, uid: str) -> Any:
+        """A DONE unit's description, rebuilt from its journal row (see
+        :class:`rp_executor.unit.StoredDescription`).
+
+        :raises DatabaseError: the journal has no row of the unit.
+        """
+        import pickle
+
+        from rp_executor.description import ComputeUnitDescription
+        row = self._journal.unit_description(uid)
+        if row is None:
+            raise DatabaseError(f"the journal {self._journal.path} has no unit {uid}")
+        text, function, args = row
+        d = ComputeUnitDescription.__new__(ComputeUnitDescription)
+        # the values were checked when the unit was submitted, and JSON gives them
+        # back as they were (journal.restorable), so no check is repeated here
+        d.__dict__.update(json.loads(text or "{}"))
+        if function is not None:
+            d.__dict__["function"] = pickle.loads(function) \
+                if isinstance(function, bytes) else function
+            call_args, kwargs = pickle.loads(args)
+            for name, value in (("args", list(call_args)), ("kwargs", kwargs)):
+                if value:
+                    d.__dict__[name] = value
+                else:
+                    d.__dict__.pop(name, None)
+        return d
+
     def _next_unit_id(self) -> str:
         return f"unit.{next(self._unit_counter):06d}"
 

@@ -8,13 +8,28 @@ from typing import Any, Callable, Sequence
 
 from rp_executor import states
 from rp_executor._core.calls import load_exception, load_result
-from rp_executor._core.lifecycle import Stateful
+from rp_executor._core.lifecycle import Stateful, pack_history
 from rp_executor.outcome import Ending, Outcome
 
 _UNREAD = object()   # a function unit's value that was not unpickled yet
 #: the ``_call`` of a function unit rebuilt from the journal (Session(uid=...)): it is
 #: a function unit, and its function and arguments were not kept
 CALL_NOT_KEPT = ()
+
+
+class StoredDescription:
+    """What a DONE unit keeps of its description in memory: its ``name`` and
+    ``sandbox``. The rest is read back from the journal when asked for
+    (:meth:`ComputeUnit.description`): 1,000,000 units would otherwise hold a
+    million descriptions that nobody reads again."""
+
+    __slots__ = ("name", "sandbox")
+
+    def __init__(self, name: str | None, sandbox: str | None) -> None:
+        self.name, self.sandbox = name, sandbox
+
+
+_ANONYMOUS = StoredDescription(None, None)   # the common case, shared
 
 
 class ComputeUnit(Stateful):
@@ -52,7 +67,35 @@ class ComputeUnit(Stateful):
     @property
     def metadata(self) -> Any:
         """A copy of the description's ``metadata``."""
-        return copy.deepcopy(self._description.metadata)
+        return copy.deepcopy(self._desc().metadata)
+
+    @property
+    def description(self) -> dict:
+        """A copy of the description, as a dict (a DONE unit's is read back from the
+        journal)."""
+        return self._desc().as_dict()
+
+    def _desc(self) -> Any:
+        """The unit's description (a DONE unit's rebuilt from the journal)."""
+        d = self._description
+        if type(d) is StoredDescription:
+            return self._manager._session._stored_description(self._uid)
+        return d
+
+    def _compact(self) -> None:
+        """Keep only what an ended unit can still be asked for, compactly (lock
+        held): the history packed; a DONE unit's description and call left to the
+        journal, when it can give them back exactly."""
+        self._history = pack_history(self._history, "unit")
+        if self._state != states.DONE:
+            return   # failed and canceled units may be restarted from what they keep
+        if self._call is not None:
+            self._call = CALL_NOT_KEPT
+        d = self._description
+        if type(d) is not StoredDescription and not d.__dict__.get("_kept"):
+            name, sandbox = d.__dict__.get("name"), d.__dict__.get("sandbox")
+            self._description = _ANONYMOUS if name is None and sandbox is None else \
+                StoredDescription(name, sandbox)
 
     @property
     def pilot(self) -> str | None:

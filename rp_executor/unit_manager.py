@@ -12,7 +12,7 @@ from rp_executor._core import wire
 from rp_executor._core.binding import PilotRoom, UmgrScheduler, make_umgr_scheduler, need_of
 from rp_executor._core.calls import dump_call
 from rp_executor._core.gcpause import paused_gc
-from rp_executor._core.journal import description_json
+from rp_executor._core.journal import description_record
 from rp_executor._core.lifecycle import Manager, check_callable
 from rp_executor.constants import (FUNC, SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS,
                                    WAIT_QUEUE_SIZE)
@@ -258,8 +258,21 @@ class UnitManager(Manager):
         for unit, call in zip(units, calls):
             unit._call = call
         staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
-        session._journal.add_units([(u.uid, self._uid, description_json(u._description),
-                                     1 if u._call is not None else None) for u in units])
+        journal = session._journal
+        rows = []
+        for u in units:
+            d, call = u._description, u._call
+            text, exact = description_record(d)
+            if not exact:
+                d._kept = True     # a DONE unit keeps it: the journal cannot give it back
+            if call is None:
+                rows.append((u.uid, self._uid, text, None, None, None))
+            elif d.function is None:     # a FUNC unit: its executable and arguments
+                rows.append((u.uid, self._uid, text, 1, None, None))
+            else:
+                rows.append((u.uid, self._uid, text, 1, journal.function_id(call[0]),
+                             call[1]))
+        journal.add_units(rows)
         with self._lock:
             for u in units:
                 self._units[u.uid] = u
@@ -639,6 +652,7 @@ class UnitManager(Manager):
                 o = u._outcome
                 results.append((u.pilot, o.exit_code, o.stdout, o.stderr, o.result,
                                 o.result_file, o.exception, o.traceback, u.uid))
+                u._compact()
             elif value(state) >= _EXECUTING_VALUE:
                 queued.discard(u.uid)
         if results:

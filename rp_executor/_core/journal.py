@@ -16,6 +16,7 @@ import queue
 import reprlib
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -34,7 +35,9 @@ CREATE TABLE IF NOT EXISTS pilots (uid TEXT PRIMARY KEY, pmgr TEXT, description 
 CREATE TABLE IF NOT EXISTS units (uid TEXT PRIMARY KEY, umgr TEXT, pilot TEXT,
                                   description TEXT, exit_code INTEGER, stdout TEXT,
                                   stderr TEXT, result BLOB, result_file TEXT,
-                                  exception BLOB, traceback TEXT, function INTEGER);
+                                  exception BLOB, traceback TEXT, function INTEGER,
+                                  fn INTEGER, args BLOB);
+CREATE TABLE IF NOT EXISTS functions (id INTEGER PRIMARY KEY, data BLOB);
 CREATE TABLE IF NOT EXISTS bindings (seq INTEGER PRIMARY KEY, pilot TEXT, uids TEXT);
 CREATE TABLE IF NOT EXISTS umgr_pilots (umgr TEXT, pilot TEXT, PRIMARY KEY (umgr, pilot));
 CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY, kind TEXT, entries TEXT);
@@ -51,16 +54,28 @@ _INSERT_TRANSITIONS = "INSERT INTO transitions (kind, entries) VALUES (?, ?)"
 _ADDED = {"session": ("closed REAL",), "managers": ("scheduler TEXT",),
           "pilots": ("resources TEXT", "seq INTEGER DEFAULT 0"),
           "units": ("result BLOB", "result_file TEXT", "exception BLOB", "traceback TEXT",
-                    "function INTEGER")}
+                    "function INTEGER", "fn INTEGER", "args BLOB")}
 
 
 _repr = reprlib.Repr()
 _repr.maxother = _repr.maxstring = 200
 
 
-def _batch_row(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
-    """One transitions row for the entries of one ``add_transitions`` call (one kind)."""
-    return [(rows[0][0], json.dumps([row[1:] for row in rows]))]
+def _batch_row(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, bytes]]:
+    """One transitions row for the entries of one ``add_transitions`` call (one kind):
+    their JSON, compressed (zlib, fastest level). uids, state names and timestamps
+    repeat from entry to entry, so a no-op unit's whole history takes ~25 bytes
+    instead of ~600 as text."""
+    text = json.dumps([row[1:] for row in rows], separators=(",", ":"))
+    return [(rows[0][0], zlib.compress(text.encode(), 1))]
+
+
+def entries_of(data: str | bytes) -> list:
+    """The ``[uid, states, stamps]`` entries of one transitions row: compressed JSON
+    (bytes), or JSON text as journals before compression held it."""
+    if isinstance(data, bytes):
+        data = zlib.decompress(data)
+    return json.loads(data)
 
 
 _encoder = json.JSONEncoder(default=_repr.repr, sort_keys=True)   # made once: cheaper
@@ -71,16 +86,33 @@ def to_json(data: Any) -> str:
     return _encoder.encode(data)
 
 
-def description_json(d: Any) -> str:
-    """A unit description as journal JSON: the attributes that differ from their
-    defaults (the rest is the schema's); a function's arguments only as a summary,
-    since they may be large and are data, not description."""
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+_CALL_PARTS = ("function", "args", "kwargs")
+
+
+def _exact(value: Any) -> bool:
+    """Whether JSON gives ``value`` back as it is (no tuple, no object, str keys)."""
+    t = type(value)
+    if t in _JSON_SCALARS:
+        return True
+    if t is list:
+        return all(map(_exact, value))
+    if t is dict:
+        return all(type(k) is str and _exact(v) for k, v in value.items())
+    return False
+
+
+def description_record(d: Any) -> tuple[str, bool]:
+    """A unit description as journal JSON, and whether it can be rebuilt exactly
+    from its journal row (then a DONE unit need not keep it in memory).
+
+    The JSON holds the attributes that differ from their defaults (the rest is the
+    schema's), but not a function and its arguments: the journal keeps those
+    pickled beside it (the ``fn`` and ``args`` columns)."""
     data = d.non_defaults()
-    if "args" in data:
-        data["args"] = f"<{len(data['args'])} positional argument(s)>"
-    if "kwargs" in data:
-        data["kwargs"] = f"<keyword arguments: {', '.join(map(str, data['kwargs']))}>"
-    return to_json(data)
+    for name in _CALL_PARTS:
+        data.pop(name, None)
+    return to_json(data), all(map(_exact, data.values()))
 
 
 class Journal:
@@ -103,9 +135,13 @@ class Journal:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             _add_columns(self._db)
+            # a reopened journal (reattach) goes on after the ids it holds
+            (last,) = self._db.execute("SELECT coalesce(max(id), 0) FROM functions").fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseError(f"cannot create the session journal {self.path}: {exc}") from exc
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._functions: dict[bytes | str, int] = {}
+        self._function_ids = itertools.count(last + 1)
         self._tickets = itertools.count(1)
         #: the highest ticket (:meth:`set_pilot_seq`) whose write is committed
         self.committed = 0
@@ -192,10 +228,45 @@ class Journal:
         return ticket
 
     def add_units(self, rows: list[tuple]) -> None:
-        """Record units as ``(uid, umgr uid, description JSON, function)`` rows
-        (``function``: 1 for a function unit, else None)."""
-        self.execute("INSERT INTO units (uid, umgr, description, function) "
-                     "VALUES (?, ?, ?, ?)", rows)
+        """Record units as ``(uid, umgr uid, description JSON, function, fn, args)``
+        rows: ``function`` is 1 for a function unit, else None; ``fn`` the id of its
+        pickled function (:meth:`function_id`) and ``args`` its pickled arguments,
+        when it has a ``function`` (both may be left out: None)."""
+        if rows and len(rows[0]) == 4:
+            rows = [(*row, None, None) for row in rows]
+        self.execute("INSERT INTO units (uid, umgr, description, function, fn, args) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def function_id(self, data: bytes | str) -> int:
+        """The id of a pickled function (or ``module:name`` text) in the journal's
+        ``functions`` table, recorded on first sight: units made from one function
+        share its row."""
+        fid = self._functions.get(data)
+        if fid is None:
+            if len(self._functions) >= 4096:   # a new function per unit: bounded
+                self._functions.clear()
+            fid = self._functions[data] = next(self._function_ids)
+            self.execute("INSERT INTO functions (id, data) VALUES (?, ?)",
+                         [(fid, data)])
+        return fid
+
+    def unit_description(self, uid: str) -> tuple | None:
+        """``(description JSON, pickled function, pickled arguments)`` of a unit as
+        recorded (the last two None unless it has a ``function``), or None if the
+        journal has no such unit. Waits for the writer first when the unit's row is
+        not written yet."""
+        for attempt in (0, 1):
+            db = self.connect()
+            try:
+                row = db.execute("SELECT u.description, f.data, u.args FROM units u "
+                                 "LEFT JOIN functions f ON f.id = u.fn WHERE u.uid = ?",
+                                 (uid,)).fetchone()
+            finally:
+                db.close()
+            if row is not None or attempt or self._closed:
+                return row
+            self.flush()
+        return None
 
     def bind_units(self, pilot: str, uids: list[str]) -> None:
         """Record that units were bound to a pilot: one row per call, not an update
@@ -270,7 +341,7 @@ class Journal:
             out = []
             for kind, entries in db.execute("SELECT kind, entries FROM transitions "
                                             "ORDER BY seq"):
-                for who, states, stamps in json.loads(entries):
+                for who, states, stamps in entries_of(entries):
                     if uid is not None and who != uid:
                         continue
                     names, times = states.split(","), [float(t) for t in stamps.split(",")]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import socket
 import time
 from pathlib import Path
@@ -112,6 +113,31 @@ def rebuild_description(cls: type, text: str | None) -> tuple[Any, bool]:
     return d, function
 
 
+def _restore_call(uid: str, description: Any, fn_data: bytes | str | None,
+                  args: bytes | None) -> tuple:
+    """A function unit's call from its journal row (its pickled function and
+    arguments, or for a FUNC unit its description), with the function and arguments
+    put back into ``description``; :data:`CALL_NOT_KEPT` when the row lacks them (a
+    journal of an older version)."""
+    from rp_executor._core.calls import dump_call
+    from rp_executor.unit import CALL_NOT_KEPT
+    if fn_data is None:
+        if description.executable and description.cpu_process_type == "FUNC":
+            return dump_call(description)
+        return CALL_NOT_KEPT
+    try:
+        call_args, kwargs = pickle.loads(args)
+        description.__dict__["function"] = pickle.loads(fn_data) \
+            if isinstance(fn_data, bytes) else fn_data
+        if call_args:
+            description.__dict__["args"] = list(call_args)
+        if kwargs:
+            description.__dict__["kwargs"] = kwargs
+    except Exception as exc:   # its module is not importable here: the worker may be
+        log.warning("reattach: the function of %s cannot be unpickled here: %s", uid, exc)
+    return fn_data, args
+
+
 def _histories(journal: Any) -> dict[str, list]:
     """Every object's flat ``[state, time, ...]`` history, from the journal."""
     out: dict[str, list] = {}
@@ -143,9 +169,11 @@ def restore(session: Any) -> None:
         added = db.execute("SELECT umgr, pilot FROM umgr_pilots ORDER BY rowid").fetchall()
         pilot_rows = db.execute("SELECT uid, pmgr, description, job_id, sandbox, resources, "
                                 "seq FROM pilots ORDER BY rowid").fetchall()
-        unit_rows = db.execute("SELECT uid, umgr, pilot, description, exit_code, stdout, "
-                               "stderr, result, result_file, exception, traceback, "
-                               "function FROM units ORDER BY rowid").fetchall()
+        unit_rows = db.execute("SELECT u.uid, u.umgr, u.pilot, u.description, u.exit_code, "
+                               "u.stdout, u.stderr, u.result, u.result_file, u.exception, "
+                               "u.traceback, u.function, f.data, u.args FROM units u "
+                               "LEFT JOIN functions f ON f.id = u.fn "
+                               "ORDER BY u.rowid").fetchall()
     finally:
         db.close()
 
@@ -190,14 +218,15 @@ def restore(session: Any) -> None:
 
     ended, unsent, lost_staging = [], [], []
     for (uid, umgr_uid, pilot_uid, text, exit_code, stdout, stderr, result, result_file,
-         exception, traceback, function) in unit_rows:
+         exception, traceback, function, fn_data, args) in unit_rows:
         umgr = umgrs[umgr_uid]
         description, was_function = rebuild_description(ComputeUnitDescription, text)
         unit = ComputeUnit(uid, umgr, description)
         unit._history = histories.get(uid, [])
         unit._state = unit._history[-2] if unit._history else states.NEW
         if function or was_function:
-            unit._call = CALL_NOT_KEPT
+            unit._call = _restore_call(uid, description, fn_data, args) \
+                if function else CALL_NOT_KEPT
         pilot_uid = pilot_uid or bound.get(uid)
         unit._pilot = pilots.get(pilot_uid) if pilot_uid else None
         if unit._state in states.FINAL_STATES:

@@ -27,6 +27,7 @@ from typing import Iterator
 
 from rp_executor import states
 from rp_executor._core import sessiondir
+from rp_executor._core.journal import entries_of
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ class SessionModel:
         """Apply the transitions added since the last read; returns the indices of
         the units that changed."""
         touched: list[int] = []
-        loads = json.loads
+        loads = entries_of
         for seq, kind, entries in db.execute(
                 "SELECT seq, kind, entries FROM transitions WHERE seq > ? ORDER BY seq",
                 (self._last_seq,)):

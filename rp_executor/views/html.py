@@ -177,7 +177,7 @@ def units_part(units: Sequence[Any]) -> Html:
 def unit_view(unit: Any) -> Html:
     """The view of a ComputeUnit: uid and state, name, pilot, exit code, and why it
     failed."""
-    what = summary.what_runs(unit._description)
+    what = summary.what_runs(unit._desc())
     parts = [line("name", unit.name) if unit.name else "",
              line("runs", what) if what else "",
              line("pilot", unit.pilot or "not bound yet"),
