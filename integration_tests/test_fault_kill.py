@@ -29,6 +29,7 @@ import psutil
 import pytest
 
 import rp_executor as rp
+from rp_executor._core.journal import entries_of
 from support import alive, assert_no_session_processes, describe, session_processes, wait_for
 
 # test -> the fault, its units and their final states, seconds from the fault until
@@ -641,15 +642,15 @@ _FINAL = frozenset(rp.FINAL)
 def journal_finals(session: rp.Session, doubled: list) -> dict[str, str]:
     """uid -> final state, read from the journal one row at a time: the rows of
     :meth:`Journal.transitions` for this many units would take hundreds of MiB. A row
-    is one batch, ``[[uid, 'STATE,STATE,...', stamps], ...]`` (see
-    :meth:`Journal.add_transitions`)."""
+    is one batch, ``[[uid, 'STATE,STATE,...', stamps], ...]`` compressed (see
+    :meth:`Journal.add_transitions`, :func:`entries_of`)."""
     finals: dict[str, str] = {}
     db = session.get_db()
     try:
         for kind, entries in db.execute("SELECT kind, entries FROM transitions ORDER BY seq"):
             if kind != "unit":
                 continue
-            for uid, names, _ in json.loads(entries):
+            for uid, names, _ in entries_of(entries):
                 for state in names.split(","):
                     if state in _FINAL:
                         if uid in finals:

@@ -101,6 +101,7 @@ class Description:
     _recheck: ClassVar[tuple[Attr, ...]] = ()
     _default_items: ClassVar[tuple[tuple[str, Any], ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
+    _order: ClassVar[dict[str, int]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,6 +119,7 @@ class Description:
         cls._mutable_defaults = tuple(a for a in cls._schema
                                       if not isinstance(a.default, _IMMUTABLE))
         cls._defaults = {a.name: a.default for a in cls._schema}
+        cls._order = {a.name: i for i, a in enumerate(cls._schema)}
         # Descriptions are sparse: an instance holds only what was set. Immutable
         # defaults are read through the class; mutable ones are made on first access
         # (__getattr__). 100,000 descriptions would otherwise hold 3.8 million entries
@@ -264,9 +266,14 @@ class Description:
     def non_defaults(self) -> dict[str, Any]:
         """The attributes whose values differ from their defaults, as a new dict
         (values not copied); what the journal records."""
-        d = self.__dict__
-        return {name: d[name] for name, default in self._default_items
-                if name in d and d[name] != default}
+        # an instance holds only what was set (and shared empty placeholders): look
+        # at those, in schema order, not at every attribute of the schema
+        defaults, order = self._defaults, self._order
+        found = [(order[name], name, value) for name, value in self.__dict__.items()
+                 if name in defaults and value != defaults[name]]
+        if len(found) > 1:
+            found.sort()
+        return {name: value for _, name, value in found}
 
     def copy(self) -> "Description":
         """Return a deep copy of this description."""

@@ -112,6 +112,8 @@ def description_record(d: Any) -> tuple[str, bool]:
     data = d.non_defaults()
     for name in _CALL_PARTS:
         data.pop(name, None)
+    if not data:
+        return "{}", True      # the common case of function units: no encoder call
     return to_json(data), all(map(_exact, data.values()))
 
 
