@@ -102,6 +102,9 @@ class Description:
     _default_items: ClassVar[tuple[tuple[str, Any], ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
     _order: ClassVar[dict[str, int]] = {}
+    _placeholders: ClassVar[dict[str, Any]] = {}
+    _other_mutables: ClassVar[tuple[Attr, ...]] = ()
+    _recheck_of: ClassVar[dict[str, Attr]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -120,6 +123,11 @@ class Description:
                                       if not isinstance(a.default, _IMMUTABLE))
         cls._defaults = {a.name: a.default for a in cls._schema}
         cls._order = {a.name: i for i, a in enumerate(cls._schema)}
+        cls._placeholders = {a.name: _placeholder(a.default) for a in cls._mutable_defaults
+                             if not a.default and type(a.default) in (list, dict)}
+        cls._other_mutables = tuple(a for a in cls._mutable_defaults
+                                    if a.name not in cls._placeholders)
+        cls._recheck_of = {a.name: a for a in cls._recheck}
         # Descriptions are sparse: an instance holds only what was set. Immutable
         # defaults are read through the class; mutable ones are made on first access
         # (__getattr__). 100,000 descriptions would otherwise hold 3.8 million entries
@@ -290,9 +298,10 @@ class Description:
         are shared read-only placeholders (a manager never changes a description, and
         100,000 units would otherwise hold 700,000 empty containers)."""
         new = type(self).__new__(type(self))
-        d = self._copied_values(_placeholder, {})
-        for a in self._mutable_defaults:
-            if a.name not in d:   # a read would make one per unit: share one instead
+        # a read of a mutable default would make one per unit: share one instead
+        d = {**self._placeholders, **self._copied_values(_placeholder, {})}
+        for a in self._other_mutables:
+            if a.name not in d:
                 d[a.name] = _placeholder(a.default)
         new.__dict__ = d
         return new
@@ -309,6 +318,11 @@ class Description:
                 continue
             if (tv is list or tv is dict) and not value:
                 d[name] = empty(value)
+            elif tv is list and all(type(x) in scalars for x in value):
+                d[name] = value[:]     # what deepcopy makes, without its machinery
+            elif tv is dict and all(type(x) in scalars for x in value.values()) and \
+                    all(type(k) in scalars for k in value):
+                d[name] = dict(value)
             else:
                 d[name] = copy.deepcopy(value, memo)
         return d
@@ -335,18 +349,23 @@ class Description:
 
         :raises BadParameter: naming the first offending attribute and its value.
         """
-        d = self.__dict__
         scalars = _SCALAR_TYPES
-        for a in self._recheck:
-            value = d.get(a.name, _UNSET)
-            # defaults are valid; scalars were checked when set and cannot change in
-            # place; containers can
-            if value is _UNSET or type(value) in scalars or \
-                    (not value and type(value) in (list, dict)):
+        recheck = self._recheck_of
+        # what the instance holds (what it does not hold is a default, and defaults
+        # are valid); scalars were checked when set and cannot change in place,
+        # containers can
+        bad = []
+        for name, value in self.__dict__.items():
+            if type(value) in scalars or (not value and type(value) in (list, dict)):
                 continue
-            problem = a.problem(value)
-            if problem is not None:
-                self._fail(a.name, value, problem)
+            a = recheck.get(name)
+            if a is not None:
+                problem = a.problem(value)
+                if problem is not None:
+                    bad.append((self._order[name], name, value, problem))
+        if bad:
+            _, name, value, problem = min(bad, key=lambda b: b[0])   # schema order
+            self._fail(name, value, problem)
         if self._required_one_of and not any(
                 self._peek(n) is not None and self._peek(n) != "" for n in self._required_one_of):
             first = self._required_one_of[0]
