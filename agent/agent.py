@@ -55,6 +55,9 @@ _LOOK_AFTER = 3        # heartbeats missed before the agent looks for a new clie
 class Agent:
     """The agent of one pilot, configured by the 0600 file the client wrote."""
 
+    # the loop's time and the [state, time] pairs made for it (see _step)
+    _stamped: tuple[float | None, dict] = (None, {})
+
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.pilot = cfg.pilot_id
@@ -109,11 +112,22 @@ class Agent:
     def _step(self, uid: str, steps: tuple, outcome: Outcome | None = None) -> None:
         # one timestamp per loop iteration: what happens in one iteration happens
         # within microseconds, and a shared time makes batches smaller on the wire
+        # (the [state, time] pairs of ``steps`` are built once per iteration and
+        # shared by every unit that takes the same steps in it: msgpack encodes them
+        # as often as they are referenced, and nothing changes them)
         now = self.now
+        at, made = self._stamped
+        if at != now:
+            self._stamped = (now, made := {})
+        pairs = made.get(steps)
+        if pairs is None:
+            made[steps] = pairs = [[s, now] for s in steps]
         entry = self.updates.get(uid)
         if entry is None:
-            self.updates[uid] = entry = [uid, [], None]
-        entry[1].extend([s, now] for s in steps)
+            self.updates[uid] = [uid, [*pairs],
+                                 None if outcome is None else outcome.to_wire()]
+            return
+        entry[1] += pairs
         if outcome is not None:
             entry[2] = outcome.to_wire()
 
@@ -462,8 +476,12 @@ class Agent:
                     self._drain()
                 if self.stager is not None and self.stager.pending:
                     self._staged()
-                self._functions_finished(self.pool.collect())
-                self._finished(self.executor.reap())
+                # only the workers that answered are read; executables only when
+                # there are any (a SIGCHLD also wakes the loop for them)
+                self._functions_finished(self.pool.collect(ready))
+                executor = self.executor
+                if executor.running or executor.reap_timeout is not None:
+                    self._finished(executor.reap())
                 if self.held and self.held[0][0] <= time.monotonic():
                     due = time.monotonic()
                     for _, res in [h for h in self.held if h[0] <= due]:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,15 +244,20 @@ class FunctionPool:
             logger.warning("unit %s: cannot send to worker %d: %s", uid, worker.proc.pid, exc)
             _kill(worker.proc)
 
-    def collect(self) -> list[FuncResult]:
+    def collect(self, ready: Container[int] | None = None) -> list[FuncResult]:
         """The results available now; never blocks (beyond reaping a dead worker).
 
-        Reads every worker's pipe; a worker found dead fails its unit with a
-        message naming the death, and is replaced.
+        Reads the pipes of the workers whose fd is in ``ready`` (what a poll of
+        ``filenos()`` found readable), or of every worker when it is None; a
+        worker found dead fails its unit with a message naming the death, and is
+        replaced.  Busy workers are also checked for life every few hundredths
+        of a second, whatever ``ready`` holds.
         """
         done, self._done = self._done, []
         lost = []
-        for worker in list(self._workers.values()):
+        workers = self._workers
+        for fd in self._fds if ready is None else [fd for fd in self._fds if fd in ready]:
+            worker = workers[fd]
             if not self._read(worker, done):
                 lost.append(worker)
         now = time.monotonic()
