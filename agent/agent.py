@@ -44,6 +44,8 @@ log = logging.getLogger("rp_executor.agent")
 
 _ARRIVED = (states.AGENT_STAGING_INPUT, states.AGENT_SCHEDULING_PENDING)
 _STARTED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING, states.EXECUTING)
+_QUEUED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING)
+_RUNS = (states.EXECUTING,)
 _ENDED = (states.AGENT_STAGING_OUTPUT_PENDING, states.AGENT_STAGING_OUTPUT)
 _BATCH = 1024          # updates per frame at most
 _BATCH_AGE = 0.005     # seconds an update may wait for others under load
@@ -308,8 +310,32 @@ class Agent:
             self._step(uid, _STARTED)
         for uid in placed:
             del self.waiting[uid]
+        if len(self.waiting) > pool.size:
+            self._queue()
         if not self.waiting:
             self.prioritized = False
+
+    def _queue(self) -> None:
+        """Queue the function units at the head of the line behind the units that
+        the workers run, one per worker, so that a worker goes on to its next unit
+        without waiting for this loop.
+
+        Only while more units wait than there are workers (a unit queued behind a
+        long one may wait for it while another worker frees up; in a long line that
+        costs little, at its end it would), and only units of one core without GPUs
+        or threads, in order: the first unit that is not one stops it."""
+        queued = []
+        pool, waiting = self.pool, self.waiting
+        for uid, unit in waiting.items():
+            d = unit["description"]
+            if "function" not in unit or (d and not _plain(d)):
+                break
+            if not pool.queue(uid, unit["function"], unit["args"], name=d.get("name")):
+                break
+            queued.append(uid)
+            self._step(uid, _QUEUED)
+        for uid in queued:
+            del waiting[uid]
 
     def _finished(self, results: list[Finished], cause: str | None = None) -> None:
         for res in results:
@@ -354,7 +380,10 @@ class Agent:
 
     def _functions_finished(self, results: list[FuncResult], cause: str | None = None) -> None:
         for res in results:
-            if res.slots is not None:
+            if res.successor is not None:
+                # a unit queued behind it took over its worker and slots, and runs now
+                self._step(res.successor, _RUNS)
+            elif res.slots is not None:
                 self.scheduler.release(res.slots)
             outcome = Outcome(Ending.DONE, res.exit_code, res.stdout, res.stderr, res.result,
                               res.result_file, res.exception, res.traceback, res.started,
@@ -594,6 +623,13 @@ class Agent:
         self._finished(self.executor.kill_all(), cause=why)
         self._functions_finished(self.pool.collect())
         self._functions_finished(self.pool.close(), cause=why)
+
+
+def _plain(description: dict) -> bool:
+    """Whether a unit's description (the fields that differ from the defaults)
+    asks for one core, no GPU and no MPI."""
+    return description.get("cpu_processes", 1) == 1 and description.get("cpu_threads", 1) == 1 \
+        and not description.get("gpu_processes") and description.get("cpu_process_type") != "MPI"
 
 
 def _priority(item: tuple[str, dict]) -> int:
