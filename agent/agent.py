@@ -44,6 +44,8 @@ log = logging.getLogger("rp_executor.agent")
 
 _ARRIVED = (states.AGENT_STAGING_INPUT, states.AGENT_SCHEDULING_PENDING)
 _STARTED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING, states.EXECUTING)
+_QUEUED = (states.AGENT_SCHEDULING, states.EXECUTING_PENDING)
+_RUNS = (states.EXECUTING,)
 _ENDED = (states.AGENT_STAGING_OUTPUT_PENDING, states.AGENT_STAGING_OUTPUT)
 _BATCH = 1024          # updates per frame at most
 _BATCH_AGE = 0.005     # seconds an update may wait for others under load
@@ -54,6 +56,9 @@ _LOOK_AFTER = 3        # heartbeats missed before the agent looks for a new clie
 
 class Agent:
     """The agent of one pilot, configured by the 0600 file the client wrote."""
+
+    # the loop's time and the [state, time] pairs made for it (see _step)
+    _stamped: tuple[float | None, dict] = (None, {})
 
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
@@ -109,11 +114,22 @@ class Agent:
     def _step(self, uid: str, steps: tuple, outcome: Outcome | None = None) -> None:
         # one timestamp per loop iteration: what happens in one iteration happens
         # within microseconds, and a shared time makes batches smaller on the wire
+        # (the [state, time] pairs of ``steps`` are built once per iteration and
+        # shared by every unit that takes the same steps in it: msgpack encodes them
+        # as often as they are referenced, and nothing changes them)
         now = self.now
+        at, made = self._stamped
+        if at != now:
+            self._stamped = (now, made := {})
+        pairs = made.get(steps)
+        if pairs is None:
+            made[steps] = pairs = [[s, now] for s in steps]
         entry = self.updates.get(uid)
         if entry is None:
-            self.updates[uid] = entry = [uid, [], None]
-        entry[1].extend([s, now] for s in steps)
+            self.updates[uid] = [uid, [*pairs],
+                                 None if outcome is None else outcome.to_wire()]
+            return
+        entry[1] += pairs
         if outcome is not None:
             entry[2] = outcome.to_wire()
 
@@ -294,8 +310,32 @@ class Agent:
             self._step(uid, _STARTED)
         for uid in placed:
             del self.waiting[uid]
+        if len(self.waiting) > pool.size:
+            self._queue()
         if not self.waiting:
             self.prioritized = False
+
+    def _queue(self) -> None:
+        """Queue the function units at the head of the line behind the units that
+        the workers run, one per worker, so that a worker goes on to its next unit
+        without waiting for this loop.
+
+        Only while more units wait than there are workers (a unit queued behind a
+        long one may wait for it while another worker frees up; in a long line that
+        costs little, at its end it would), and only units of one core without GPUs
+        or threads, in order: the first unit that is not one stops it."""
+        queued = []
+        pool, waiting = self.pool, self.waiting
+        for uid, unit in waiting.items():
+            d = unit["description"]
+            if "function" not in unit or (d and not _plain(d)):
+                break
+            if not pool.queue(uid, unit["function"], unit["args"], name=d.get("name")):
+                break
+            queued.append(uid)
+            self._step(uid, _QUEUED)
+        for uid in queued:
+            del waiting[uid]
 
     def _finished(self, results: list[Finished], cause: str | None = None) -> None:
         for res in results:
@@ -340,7 +380,10 @@ class Agent:
 
     def _functions_finished(self, results: list[FuncResult], cause: str | None = None) -> None:
         for res in results:
-            if res.slots is not None:
+            if res.successor is not None:
+                # a unit queued behind it took over its worker and slots, and runs now
+                self._step(res.successor, _RUNS)
+            elif res.slots is not None:
                 self.scheduler.release(res.slots)
             outcome = Outcome(Ending.DONE, res.exit_code, res.stdout, res.stderr, res.result,
                               res.result_file, res.exception, res.traceback, res.started,
@@ -462,8 +505,12 @@ class Agent:
                     self._drain()
                 if self.stager is not None and self.stager.pending:
                     self._staged()
-                self._functions_finished(self.pool.collect())
-                self._finished(self.executor.reap())
+                # only the workers that answered are read; executables only when
+                # there are any (a SIGCHLD also wakes the loop for them)
+                self._functions_finished(self.pool.collect(ready))
+                executor = self.executor
+                if executor.running or executor.reap_timeout is not None:
+                    self._finished(executor.reap())
                 if self.held and self.held[0][0] <= time.monotonic():
                     due = time.monotonic()
                     for _, res in [h for h in self.held if h[0] <= due]:
@@ -576,6 +623,13 @@ class Agent:
         self._finished(self.executor.kill_all(), cause=why)
         self._functions_finished(self.pool.collect())
         self._functions_finished(self.pool.close(), cause=why)
+
+
+def _plain(description: dict) -> bool:
+    """Whether a unit's description (the fields that differ from the defaults)
+    asks for one core, no GPU and no MPI."""
+    return description.get("cpu_processes", 1) == 1 and description.get("cpu_threads", 1) == 1 \
+        and not description.get("gpu_processes") and description.get("cpu_process_type") != "MPI"
 
 
 def _priority(item: tuple[str, dict]) -> int:

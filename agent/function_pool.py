@@ -11,6 +11,11 @@ A worker that dies (``os._exit``, a segfault, the OOM killer) fails only the
 unit it was running, and is replaced by a fresh one.  A unit handed to a worker
 that died before it read the unit (killed while idle, just before the pool
 noticed) never ran: it goes to the fresh worker instead, once.
+
+Under load a busy worker also holds one queued unit (``queue``), which it
+starts the moment its unit ends, without waiting for the agent's loop; its reply
+names the unit it starts next.  A queued unit never runs in a worker that was
+killed or died before it: it goes to the fresh one.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +89,9 @@ class FuncResult:
     exist only when non-empty).  ``exit_code`` is 0 for a return, 1 for an
     exception, and the worker's ``-signal`` or exit code when it died (1 if it
     exited with 0 in the middle of the unit).  ``started``/``stopped`` are
-    ``time.time()`` stamps.
+    ``time.time()`` stamps.  ``successor`` is the queued unit (see
+    ``FunctionPool.queue``) that took over this unit's worker and ``slots`` as it
+    ended: it runs now, and the slots are not free; None when they are.
     """
 
     uid: str
@@ -100,11 +107,22 @@ class FuncResult:
     started: float
     stopped: float
     exit_code: int
+    successor: str | None = None
+
+
+class _Queued:
+    """A request sent to a busy worker, to run after its unit."""
+
+    __slots__ = ("uid", "request", "end", "sent")
+
+    def __init__(self, uid: str, request: tuple, end: int, sent: bool) -> None:
+        self.uid, self.request, self.end, self.sent = uid, request, end, sent
 
 
 class _Worker:
     __slots__ = ("slot", "proc", "cmd_fd", "res_fd", "reader", "err_path", "err_start",
-                 "uid", "slots", "started", "request", "frame_size", "sent", "again")
+                 "uid", "slots", "started", "request", "end", "sent", "again", "announced",
+                 "next", "written", "doomed", "listed")
 
     def __init__(self, slot: int, proc: subprocess.Popen, cmd_fd: int, res_fd: int,
                  err_path: Path, err_start: int) -> None:
@@ -122,9 +140,17 @@ class _Worker:
         # died before reading it; whether the frame went into the pipe whole; whether
         # the unit was handed on so once already
         self.request: tuple | None = None
-        self.frame_size = 0
+        self.end = 0     # where its frame ends in the stream of the request pipe
         self.sent = False
         self.again = False
+        # whether a reply named the unit as started next (else it started when the
+        # worker read it, if it did); the unit queued behind it; the bytes written
+        # into the request pipe; a queued unit canceled that the worker may run
+        self.announced = False
+        self.next: _Queued | None = None
+        self.written = 0
+        self.doomed: str | None = None
+        self.listed = False   # in the pool's list of workers that may take a queued unit
 
 
 class FunctionPool:
@@ -154,6 +180,7 @@ class FunctionPool:
         self._idle: list[_Worker] = []
         self._busy: dict[str, _Worker] = {}  # by unit id
         self._done: list[FuncResult] = []  # results known without reading a pipe
+        self._queueable: list[_Worker] = []  # busy workers that may take a queued unit
         self._dying: list[subprocess.Popen] = []  # killed, not yet reaped
         self._fds: list[int] = []
         self._next_check = 0.0
@@ -227,51 +254,108 @@ class FunctionPool:
         self._hand(self._idle.pop(), (uid, fn, args, str(cpu_threads), cuda, name), slots,
                    again=False)
 
+    def queue(self, uid: str, fn: bytes, args: bytes, name: str | None = None) -> bool:
+        """Queue a unit of one core behind the unit of one core that a busy worker
+        runs; False (nothing done) when no worker can take one now.
+
+        The worker starts it the moment its unit ends, without waiting for the
+        pool: the unit that ended comes out of ``collect()`` with this one as its
+        ``successor``, which takes over its slots.  A worker holds one queued unit
+        at most, so that a long unit delays one other at most.  ``fn``, ``args``
+        and ``name`` are as for ``submit``.
+        """
+        if uid in self._busy:
+            raise ValueError(f"unit {uid} is already running in worker "
+                             f"{self._busy[uid].proc.pid}")
+        queueable = self._queueable
+        while queueable:
+            worker = queueable.pop()
+            worker.listed = False
+            if worker.next is None and worker.doomed is None and self._plain(worker):
+                request = (uid, fn, args, "1", None, name)
+                end, sent = self._send(worker, request)
+                worker.next = _Queued(uid, request, end, sent)
+                self._busy[uid] = worker
+                return True
+        return False
+
     def _hand(self, worker: _Worker, request: tuple, slots: Slots | None,
               again: bool) -> None:
         """Send ``request`` (its unit's id first) to an idle ``worker``."""
         uid = request[0]
-        payload = pickle.dumps(request, PROTOCOL)
         worker.uid, worker.slots, worker.started = uid, slots, time.time()
-        worker.request, worker.again, worker.sent = request, again, False
-        worker.frame_size = HEADER.size + len(payload)
+        worker.request, worker.again, worker.announced = request, again, False
         self._busy[uid] = worker
+        worker.end, worker.sent = self._send(worker, request)
+        self._may_queue(worker)
+
+    def _may_queue(self, worker: _Worker) -> None:
+        if not worker.listed and self._plain(worker):
+            worker.listed = True
+            self._queueable.append(worker)
+
+    def _plain(self, worker: _Worker) -> bool:
+        """Whether the worker is alive here and runs a unit of one core, without GPUs
+        or threads (which another such unit may follow, taking over its slots)."""
+        request, slots = worker.request, worker.slots
+        return request is not None and request[3] == "1" and request[4] is None \
+            and slots is not None and len(slots.nodes) == 1 \
+            and len(slots.nodes[0].cores) == 1 and not slots.nodes[0].gpus \
+            and self._workers.get(worker.res_fd) is worker
+
+    def _send(self, worker: _Worker, request: tuple) -> tuple[int, bool]:
+        """Write ``request`` into the worker's pipe: where its frame ends in the
+        pipe's stream, and whether it went in whole."""
+        payload = pickle.dumps(request, PROTOCOL)
         try:
             write_frame(worker.cmd_fd, payload)
-            worker.sent = True
         except OSError as exc:
             # the worker is dead or wedged: make sure of it; collect() reports the unit
-            logger.warning("unit %s: cannot send to worker %d: %s", uid, worker.proc.pid, exc)
+            logger.warning("unit %s: cannot send to worker %d: %s", request[0],
+                           worker.proc.pid, exc)
             _kill(worker.proc)
+            return worker.written + HEADER.size + len(payload), False
+        worker.written += HEADER.size + len(payload)
+        return worker.written, True
 
-    def collect(self) -> list[FuncResult]:
+    def collect(self, ready: Container[int] | None = None) -> list[FuncResult]:
         """The results available now; never blocks (beyond reaping a dead worker).
 
-        Reads every worker's pipe; a worker found dead fails its unit with a
-        message naming the death, and is replaced.
+        Reads the pipes of the workers whose fd is in ``ready`` (what a poll of
+        ``filenos()`` found readable), or of every worker when it is None; a
+        worker found dead fails its unit with a message naming the death, and is
+        replaced.  Busy workers are also checked for life every few hundredths
+        of a second, whatever ``ready`` holds.
         """
         done, self._done = self._done, []
         lost = []
-        for worker in list(self._workers.values()):
-            if not self._read(worker, done):
+        workers = self._workers
+        for fd in self._fds if ready is None else [fd for fd in self._fds if fd in ready]:
+            worker = workers.get(fd)
+            if worker is not None and not self._read(worker, done):
                 lost.append(worker)
         now = time.monotonic()
         if self._busy and now >= self._next_check:
             # a death normally shows as end of file; this catches one whose
             # result pipe is still held open (a child forked by the function)
             self._next_check = now + _LIVENESS_EVERY
-            for worker in list(self._busy.values()):
-                if worker not in lost and worker.proc.poll() is not None:
-                    self._read(worker, done)  # it may have answered just before
-                    lost.append(worker)
+            for worker in list(self._workers.values()):
+                if worker.uid is not None and worker not in lost \
+                        and worker.proc.poll() is not None:
+                    self._read(worker, done, drain=True)  # it may have answered just before
+                    if workers.get(worker.res_fd) is worker:
+                        lost.append(worker)
         for worker in lost:
             self._lost(worker, done)
         if self._dying:
             self._dying = [p for p in self._dying if p.poll() is None]
         return done
 
-    def _read(self, worker: _Worker, done: list[FuncResult]) -> bool:
-        """Turn what the worker's pipe holds into results; False at end of file."""
+    def _read(self, worker: _Worker, done: list[FuncResult], drain: bool = False) -> bool:
+        """Turn what the worker's pipe holds into results; False at end of file.
+
+        Without ``drain`` one read that brought replies is enough: a poll tells of
+        more."""
         while True:
             try:
                 frames = worker.reader.read()
@@ -280,53 +364,97 @@ class FunctionPool:
             if frames is None:
                 return False
             for payload in frames:
-                done.append(self._result(worker, payload))
-            if frames:
-                return True  # one unit per worker: nothing more until the next submit
+                self._reply(worker, pickle.loads(payload), done)
+                if self._workers.get(worker.res_fd) is not worker:
+                    return True   # killed for a canceled unit it may run (see _reply)
+            if frames and not drain:
+                return True
 
-    def _result(self, worker: _Worker, payload: bytes) -> FuncResult:
-        (uid, code, value, result_file, exc, tb, out, err, started,
-         stopped) = pickle.loads(payload)
+    def _reply(self, worker: _Worker, reply: tuple, done: list[FuncResult]) -> None:
+        (uid, code, value, result_file, exc, tb, out, err, started, stopped, following,
+         dropped) = reply
+        if worker.doomed is not None and worker.doomed in dropped:
+            worker.doomed = None   # the canceled unit did not run, and will not
+        if uid is None:
+            return   # only dropped requests
         if uid != worker.uid:
             raise RuntimeError(f"worker {worker.proc.pid} answered for unit {uid!r} while "
                                f"running {worker.uid!r}: the pool's protocol is broken")
         del self._busy[uid]
-        slots = worker.slots
-        worker.uid = worker.slots = worker.request = None
-        self._idle.append(worker)
-        return FuncResult(uid, code == 0, value, result_file, exc, tb, out, err, False, slots,
-                          started, stopped, code)
+        slots, queued, successor = worker.slots, worker.next, None
+        if worker.doomed is not None:
+            # a canceled unit was queued here, and the worker did not drop it: it runs
+            # it now, or will when it reads it
+            logger.debug("unit %s was canceled while queued: killing worker %d, which "
+                         "may run it", worker.doomed, worker.proc.pid)
+            self._kill_retire(worker)
+        elif queued is not None:
+            if following is not None and following != queued.uid:
+                raise RuntimeError(f"worker {worker.proc.pid} started unit {following!r} "
+                                   f"after {uid!r}, not {queued.uid!r}: the pool's "
+                                   f"protocol is broken")
+            # it runs now (named in the reply), or the moment the worker reads it
+            worker.next, successor = None, queued.uid
+            worker.uid, worker.request, worker.started = queued.uid, queued.request, time.time()
+            worker.end, worker.sent, worker.again = queued.end, queued.sent, False
+            worker.announced = following is not None
+            self._may_queue(worker)
+        else:
+            worker.uid = worker.slots = worker.request = None
+            self._idle.append(worker)
+        done.append(FuncResult(uid, code == 0, value, result_file, exc, tb, out, err, False,
+                               slots, started, stopped, code, successor))
 
     def _lost(self, worker: _Worker, done: list[FuncResult]) -> None:
         rc = _reap(worker.proc)
         death = _describe(rc)
-        if worker.uid is not None and not worker.again and self._unread(worker):
+        uid, request, slots, queued = worker.uid, worker.request, worker.slots, worker.next
+        # a unit that a reply named as started did run; one handed to an idle worker
+        # ran if the worker read it; a queued one did not run
+        unread = uid is not None and not worker.again and not worker.announced \
+            and self._unread(worker)
+        self._retire(worker)
+        self._replace(worker.slot)
+        if unread and self._idle:
             # it died before it read the unit, which never ran: the next worker takes it
             logger.warning("worker process %d died (%s) before it read %s; its "
-                           "replacement runs it", worker.proc.pid, death, worker.uid)
-            request, slots = worker.request, worker.slots
-            self._retire(worker)
-            self._replace(worker.slot)
-            if self._idle:
-                self._hand(self._idle.pop(), request, slots, again=True)
-                return
-            worker.uid, worker.slots = request[0], slots   # no worker: fail it below
+                           "replacement runs it", worker.proc.pid, death, uid)
+            fresh = self._idle.pop()
+            self._hand(fresh, request, slots, again=True)
+            if queued is not None:
+                fresh.next = _Queued(queued.uid, queued.request,
+                                     *self._send(fresh, queued.request))
+                self._busy[queued.uid] = fresh
+            return
         logger.warning("worker process %d died (%s)%s", worker.proc.pid, death,
-                       f" while running {worker.uid}" if worker.uid else "")
-        if worker.uid is not None:
-            msg = f"worker process {worker.proc.pid} died ({death}) while running {worker.uid}"
-            dump = tail(worker.err_path, "stderr", start=worker.err_start).strip()
-            stderr = f"{msg}\nworker stderr:\n{dump}" if dump else msg
-            done.append(FuncResult(worker.uid, False, None, None, None, None, "", stderr, False,
-                                   worker.slots, worker.started, time.time(), rc or 1))
-        if self._workers.get(worker.res_fd) is worker:   # not retired above
-            self._retire(worker)
-            self._replace(worker.slot)
+                       f" while running {uid}" if uid else "")
+        if uid is None:
+            return
+        msg = f"worker process {worker.proc.pid} died ({death}) while running {uid}"
+        dump = tail(worker.err_path, "stderr", start=worker.err_start).strip()
+        stderr = f"{msg}\nworker stderr:\n{dump}" if dump else msg
+        successor = self._hand_on(queued, slots, done)
+        done.append(FuncResult(uid, False, None, None, None, None, "", stderr, False,
+                               slots, worker.started, time.time(), rc or 1, successor))
 
-    @staticmethod
-    def _unread(worker: _Worker) -> bool:
+    def _hand_on(self, queued: _Queued | None, slots: Slots | None,
+                 done: list[FuncResult]) -> str | None:
+        """Give a queued unit whose worker is gone (it never started there) to an idle
+        worker, with the ``slots`` of the unit it waited for; its uid, or None."""
+        if queued is None:
+            return None
+        if self._idle:
+            self._hand(self._idle.pop(), queued.request, slots, again=False)
+            return queued.uid
+        now = time.time()
+        done.append(FuncResult(queued.uid, False, None, None, None, None, "",
+                               "no function worker is left to run the unit", False, None,
+                               now, now, 1))
+        return None
+
+    def _unread(self, worker: _Worker) -> bool:
         """Whether the busy worker's request never left its pipe: not sent at all, or
-        still all of it in the pipe (Linux tells how much a pipe holds at either end)."""
+        not all of it read (Linux tells how much a pipe holds at either end)."""
         if not worker.sent:
             return True
         try:
@@ -334,30 +462,74 @@ class FunctionPool:
                                                   b"\0\0\0\0"))[0]
         except OSError:
             return False   # not known here: the unit may have run
-        return held == worker.frame_size
+        return worker.written - held < worker.end
 
     def cancel(self, uid: str) -> bool:
         """Kill the worker running ``uid`` (SIGKILL) and start a fresh one.
 
-        The unit shows up in the next ``collect()`` with ``canceled=True``.
-        Returns False when the unit is not running here (unknown, or already
-        collected).
+        A unit queued behind it goes to the fresh worker; a queued unit itself is
+        dropped from its worker's queue (the worker is killed only if it may have
+        started it meanwhile).  The unit shows up in the next ``collect()`` with
+        ``canceled=True``.  Returns False when the unit is not running here
+        (unknown, or already collected, or it ended just now: its result comes
+        from the next ``collect()``).
         """
         worker = self._busy.get(uid)
         if worker is None:
             return False
+        now = time.time()
+        queued = worker.next
+        if queued is not None and queued.uid == uid:
+            worker.next, worker.doomed = None, uid
+            del self._busy[uid]
+            self._send(worker, (uid,))
+            self._done.append(FuncResult(uid, False, None, None, None, None, "", "", True,
+                                         None, now, now, -signal.SIGKILL))
+            return True
+        if queued is not None and not self._halt(worker):
+            # its unit ended as it was stopped: the queued one runs now
+            return uid in self._busy and self.cancel(uid)
         logger.debug("unit %s: canceling (SIGKILL to worker %d)", uid, worker.proc.pid)
+        self._kill_retire(worker)
+        successor = self._hand_on(queued, worker.slots, self._done)
+        self._done.append(FuncResult(uid, False, None, None, None, None, "", "", True,
+                                     worker.slots, worker.started, now, -signal.SIGKILL,
+                                     successor))
+        return True
+
+    def _halt(self, worker: _Worker) -> bool:
+        """Stop a busy worker that has a unit queued, to tell whether its unit still
+        runs (True: the worker stays stopped, to be killed) or ended meanwhile
+        (False: its reply is collected, and it goes on)."""
+        uid, pid = worker.uid, worker.proc.pid
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+            if info is not None and info.si_code == os.CLD_STOPPED:
+                os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)   # take the report
+        except (ProcessLookupError, ChildProcessError):
+            pass   # it is gone: its end of file says so
+        alive = self._read(worker, self._done, drain=True)
+        if not alive:
+            self._lost(worker, self._done)
+            return False
+        if worker.uid == uid:
+            return True
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        return False
+
+    def _kill_retire(self, worker: _Worker) -> None:
+        """Kill a worker, forget it and start its replacement."""
         _kill(worker.proc)
         self._dying.append(worker.proc)
         self._retire(worker)
-        self._done.append(FuncResult(uid, False, None, None, None, None, "", "", True,
-                                     worker.slots, worker.started, time.time(),
-                                     -signal.SIGKILL))
         self._replace(worker.slot)
-        return True
 
     def close(self) -> list[FuncResult]:
-        """Stop every worker; returns the units still running, as canceled.
+        """Stop every worker; returns the units still running or queued, as canceled.
 
         Idle workers exit at the end of their input; busy ones, and any not
         gone after ``EXIT_GRACE`` seconds, are killed.  No worker process is
@@ -372,6 +544,9 @@ class FunctionPool:
                 _kill(worker.proc)
                 done.append(FuncResult(worker.uid, False, None, None, None, None, "", "", True,
                                        worker.slots, worker.started, now, -signal.SIGKILL))
+            if worker.next is not None:
+                done.append(FuncResult(worker.next.uid, False, None, None, None, None, "",
+                                       "", True, None, now, now, -signal.SIGKILL))
         procs = [w.proc for w in self._workers.values()] + self._dying
         deadline = time.monotonic() + EXIT_GRACE
         for proc in procs:
@@ -435,6 +610,11 @@ class FunctionPool:
             self._busy.pop(worker.uid, None)
         elif worker in self._idle:
             self._idle.remove(worker)
+        if worker.next is not None:
+            self._busy.pop(worker.next.uid, None)
+        if worker.listed:
+            worker.listed = False
+            self._queueable.remove(worker)
         if worker.cmd_fd >= 0:
             os.close(worker.cmd_fd)
             worker.cmd_fd = -1

@@ -10,11 +10,20 @@ the pilot sandbox that catch output not written through ``sys.stdout`` /
 ``sys.stderr`` (C extensions, child processes, a fatal error's dump).
 
 A request is ``(uid, fn, args, omp_threads, cuda_devices, name)``: ``fn`` is a
-pickled callable, ``args`` a pickled ``(args, kwargs)``.  A reply is ``(uid,
-exit_code, result, result_file, exception, traceback, stdout, stderr, started,
-stopped)``: ``exit_code`` 0 with ``result`` (the pickled return value) or
-``result_file`` (where a result larger than ``RESULT_THRESHOLD`` bytes was
-written), or 1 with ``exception`` (the pickled exception) and ``traceback``.
+pickled callable, ``args`` a pickled ``(args, kwargs)``; or ``(uid,)``, which
+drops the request of ``uid`` if the worker has not started it.  A reply is
+``(uid, exit_code, result, result_file, exception, traceback, stdout, stderr,
+started, stopped, next, dropped)``: ``exit_code`` 0 with ``result`` (the pickled
+return value) or ``result_file`` (where a result larger than
+``RESULT_THRESHOLD`` bytes was written), or 1 with ``exception`` (the pickled
+exception) and ``traceback``.
+
+Requests may queue behind the one running (the pool hands a busy worker its
+next unit, so that the worker does not wait for the pool between units).  Before
+it replies, the worker takes in what its pipe holds, and the reply names the
+unit it starts right after (``next``, None when it has none yet: it then starts
+the next request the moment it reads it) and the queued requests it dropped
+(``dropped``). A reply whose ``uid`` is None only reports dropped requests.
 
 The module imports little at start, so that a worker is ready soon; the
 function's own pickle imports cloudpickle when it is loaded.
@@ -22,16 +31,18 @@ function's own pickle imports cloudpickle when it is loaded.
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
+import select
 import struct
 import sys
 import time
 
 from .output import shorten
 
-__all__ = ["FrameReader", "write_frame", "Worker", "main", "HEADER", "PROTOCOL",
+__all__ = ["FrameReader", "Inbox", "write_frame", "Worker", "main", "HEADER", "PROTOCOL",
            "FN_CACHE_SIZE"]
 
 HEADER = struct.Struct("!I")
@@ -114,6 +125,63 @@ class FrameReader:
         return [frame]
 
 
+class Inbox:
+    """The requests a worker has read and not started yet, in order.
+
+    ``fd`` is the worker's request pipe, made non-blocking: ``fill`` reads what it
+    holds, waiting for it or not. A cancel request ``(uid,)`` drops the pending
+    request of ``uid`` (noted in ``dropped`` for the next reply); one for a unit
+    that is not pending (it ran, or runs now) is ignored.
+    """
+
+    __slots__ = ("fd", "reader", "pending", "dropped", "ended")
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.reader = FrameReader(fd)
+        self.pending: collections.deque[tuple] = collections.deque()
+        self.dropped: list[str] = []
+        self.ended = False   # end of input was read
+
+    def fill(self, wait: bool) -> bool:
+        """Read the requests the pipe holds (waiting for some if ``wait``); False at
+        the end of input."""
+        loads, pending = pickle.loads, self.pending
+        while not self.ended:
+            try:
+                frames = self.reader.read()
+            except BlockingIOError:
+                if not wait:
+                    return True
+                select.select([self.fd], [], [])
+                continue
+            if frames is None:
+                self.ended = True
+                break
+            for payload in frames:
+                request = loads(payload)
+                if len(request) == 1:
+                    self._drop(request[0])
+                else:
+                    pending.append(request)
+            if frames and (pending or not wait):
+                return True
+        return bool(pending)
+
+    def _drop(self, uid: str) -> None:
+        for request in self.pending:
+            if request[0] == uid:
+                self.pending.remove(request)
+                self.dropped.append(uid)
+                return
+
+    def take_dropped(self) -> tuple:
+        """The units dropped since the last call."""
+        dropped, self.dropped = tuple(self.dropped), []
+        return dropped
+
+
 def write_frame(fd: int, payload: bytes) -> None:
     """Write one frame to a blocking fd, all of it.
 
@@ -144,8 +212,9 @@ class Worker:
         self._env = dict(self._inherited)  # what os.environ holds now for _ENV_KEYS
 
     def call(self, uid: str, fn: bytes, args: bytes, omp: str | None, cuda: str | None,
-             name: str | None) -> bytes:
-        """Run one request; returns the pickled reply (never raises for the call's sake)."""
+             name: str | None) -> tuple:
+        """Run one request; returns the reply's first ten fields (never raises for the
+        call's sake)."""
         self._environ(uid, name, omp, cuda)
         out, err = io.StringIO(), io.StringIO()
         saved = sys.stdout, sys.stderr
@@ -219,12 +288,12 @@ class Worker:
 
     def _reply(self, uid: str, code: int, result: bytes | None, result_file: str | None,
                exception: bytes | None, traceback: str | None, out: io.StringIO,
-               err: io.StringIO, started: float, stopped: float) -> bytes:
+               err: io.StringIO, started: float, stopped: float) -> tuple:
         stdout, stderr = out.getvalue(), err.getvalue()
         if stdout or stderr:
             stdout, stderr = self._save_output(uid, stdout, stderr)
-        return pickle.dumps((uid, code, result, result_file, exception, traceback,
-                             stdout, stderr, started, stopped), PROTOCOL)
+        return (uid, code, result, result_file, exception, traceback, stdout, stderr,
+                started, stopped)
 
     def _save_output(self, uid: str, stdout: str, stderr: str) -> tuple[str, str]:
         """Write the call's output to the unit's STDOUT/STDERR; returns their tails."""
@@ -301,17 +370,23 @@ def main(argv: list[str] | None = None) -> int:
     os.close(null)
 
     worker = Worker(sandbox, threshold)
-    reader = FrameReader(request_fd)
-    call, loads = worker.call, pickle.loads
-    while True:
-        frames = reader.read()
-        if frames is None:
-            return 0
-        for payload in frames:
-            try:
-                write_frame(result_fd, call(*loads(payload)))
-            except BrokenPipeError:
-                return 0  # the pool is gone
+    inbox = Inbox(request_fd)
+    call, dumps, pending = worker.call, pickle.dumps, inbox.pending
+    try:
+        while True:
+            if not pending:
+                if inbox.dropped:
+                    write_frame(result_fd, dumps((None,) * 10 + (None, inbox.take_dropped()),
+                                                 PROTOCOL))
+                if inbox.ended or not inbox.fill(wait=True):
+                    return 0
+                continue
+            reply = call(*pending.popleft())
+            inbox.fill(wait=False)
+            write_frame(result_fd, dumps((*reply, pending[0][0] if pending else None,
+                                          inbox.take_dropped()), PROTOCOL))
+    except BrokenPipeError:
+        return 0  # the pool is gone
 
 
 if __name__ == "__main__":

@@ -450,3 +450,135 @@ def test_the_pool_has_a_worker_per_core_up_to_a_ceiling():
     assert pool_size(1_000_000, node_cores=1024) == MAX_WORKERS
     assert pool_size(4096, node_cores=2, limit=1000) == 1000      # the session's setting
     assert pool_size(1, node_cores=64, limit=16) == 1
+
+
+# units queued behind a running one ----------------------------------------------------
+
+def queue(pool: FunctionPool, uid: str, fn, *args, **kwargs) -> bool:
+    return pool.queue(uid, cloudpickle.dumps(fn), cloudpickle.dumps((args, kwargs)))
+
+
+def wait_for_file(path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def touch_then_sleep(path, seconds):
+    open(path, "w").close()
+    time.sleep(seconds)
+    return path
+
+
+def touch(path):
+    open(path, "w").close()
+    return path
+
+
+def test_a_queued_unit_runs_next_in_its_worker_and_takes_over_the_slots(sandbox):
+    with FunctionPool(1, sandbox) as pool:
+        submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 0.3)
+        assert queue(pool, "unit.000001", os.getpid)
+        assert not queue(pool, "unit.000002", os.getpid)   # one queued per worker
+        assert sorted(pool.running_uids()) == ["unit.000000", "unit.000001"]
+        results = collect_all(pool, 2)
+        first, second = results["unit.000000"], results["unit.000001"]
+        assert first.successor == "unit.000001" and first.slots == CPU
+        assert second.successor is None and second.slots == CPU
+        assert value(second) != os.getpid() and second.started >= first.stopped
+        assert pool.idle == 1
+
+
+def test_only_a_unit_of_one_core_without_threads_or_gpus_takes_a_queued_one(sandbox):
+    with FunctionPool(2, sandbox) as pool:
+        submit(pool, "unit.000000", time.sleep, 0.2, cpu_threads=2)
+        submit(pool, "unit.000001", time.sleep, 0.2, gpus=[0])
+        assert not queue(pool, "unit.000002", os.getpid)
+        collect_all(pool, 2)
+
+
+def test_a_canceled_queued_unit_never_runs_and_spares_the_unit_before_it(sandbox):
+    with FunctionPool(1, sandbox) as pool:
+        submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 0.5)
+        assert queue(pool, "unit.000001", touch, str(sandbox / "second"))
+        assert pool.cancel("unit.000001")
+        results = collect_all(pool, 2)
+        assert results["unit.000001"].canceled and results["unit.000001"].slots is None
+        assert value(results["unit.000000"]) == str(sandbox / "first")
+        assert results["unit.000000"].successor is None
+        assert not (sandbox / "second").exists()
+        assert pool.running == 0 and pool.size == 1
+
+
+def test_cancel_of_a_unit_with_one_queued_behind_hands_that_one_to_a_fresh_worker(sandbox):
+    with FunctionPool(1, sandbox) as pool:
+        submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 60)
+        wait_for_file(sandbox / "first")
+        assert queue(pool, "unit.000001", touch, str(sandbox / "second"))
+        victim = pool.pids[0]
+        assert pool.cancel("unit.000000")
+        results = collect_all(pool, 2)
+        assert results["unit.000000"].canceled
+        assert results["unit.000000"].successor == "unit.000001"
+        assert value(results["unit.000001"]) == str(sandbox / "second")
+        assert victim not in pool.pids and pool.size == 1
+
+
+def test_a_queued_unit_outlives_the_death_of_the_worker_it_waited_for(sandbox):
+    with FunctionPool(1, sandbox) as pool:
+        submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 60)
+        wait_for_file(sandbox / "first")
+        assert queue(pool, "unit.000001", touch, str(sandbox / "second"))
+        os.kill(pool.pids[0], signal.SIGKILL)
+        results = collect_all(pool, 2)
+        assert not results["unit.000000"].ok and "SIGKILL" in results["unit.000000"].stderr
+        assert results["unit.000000"].successor == "unit.000001"
+        assert value(results["unit.000001"]) == str(sandbox / "second")
+
+
+def test_close_cancels_queued_units_too(sandbox):
+    pool = FunctionPool(1, sandbox)
+    submit(pool, "unit.000000", time.sleep, 60)
+    assert queue(pool, "unit.000001", os.getpid)
+    ended = {r.uid: r for r in pool.close()}
+    assert sorted(ended) == ["unit.000000", "unit.000001"]
+    assert all(r.canceled for r in ended.values())
+
+
+def test_many_queued_noop_calls_all_come_back_once(pool):
+    results: dict[str, FuncResult] = {}
+    todo = [f"unit.{i:06d}" for i in range(300)]
+    deadline = time.monotonic() + 60
+    while len(results) < 300:
+        assert time.monotonic() < deadline, f"only {len(results)} of 300 came back"
+        while todo and pool.idle:
+            submit(pool, todo.pop(0), os.getpid)
+        while todo and queue(pool, todo[0], os.getpid):
+            todo.pop(0)
+        select.select(pool.filenos(), [], [], 0.1)
+        for res in pool.collect():
+            assert res.uid not in results
+            results[res.uid] = res
+    assert all(r.ok for r in results.values()) and pool.running == 0
+
+
+def test_the_worker_inbox_drops_a_canceled_request_it_has_not_started():
+    from rp_executor.agent.worker import Inbox, write_frame
+    r, w = os.pipe()
+    try:
+        inbox = Inbox(r)
+        for request in (("unit.000001", b"f", b"a", "1", None, None), ("unit.000002", b"f", b"a",
+                        "1", None, None), ("unit.000001",), ("unit.000009",)):
+            write_frame(w, pickle.dumps(request))
+        assert inbox.fill(wait=False)
+        assert [req[0] for req in inbox.pending] == ["unit.000002"]
+        assert inbox.take_dropped() == ("unit.000001",) and inbox.take_dropped() == ()
+        os.close(w)
+        w = -1
+        inbox.pending.clear()
+        assert not inbox.fill(wait=True) and inbox.ended
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
