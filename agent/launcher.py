@@ -330,21 +330,24 @@ def serve(launcher: Launcher, requests: int = 0, reports: int = 1) -> None:
     reader = FrameReader()
     try:
         while not stop:
-            ready = poller.poll()
-            for fd, _ in ready:
+            woken = False
+            for fd, _ in poller.poll():
                 if fd == wake_r:
+                    # a signal came (SIGCHLD: a unit ended); one read empties the pipe
+                    # unless thousands came
                     try:
-                        while os.read(wake_r, 4096):
-                            pass
+                        os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
+                    woken = True
                     continue
                 data = os.read(requests, 1 << 16)
                 if not data:
                     return   # the agent closed the pipe or died
                 for request in reader.feed(data):
                     launcher.handle(request)
-            launcher.reap()
+            if woken:
+                launcher.reap()
             if launcher.ended:
                 ended, launcher.ended = launcher.ended, []
                 try:
