@@ -352,6 +352,8 @@ class ForkExecutor:
             return
         run.launcher.uids.discard(end.uid)
         self._canceling.discard(end.uid)
+        if end.exit_code and end.stderr.startswith("rp_executor: "):   # did not start
+            logger.info("unit %s: %s", end.uid, end.stderr[13:].rstrip())
         self._done.append(Finished(end.uid, end.exit_code, end.stdout, end.stderr,
                                    end.canceled, run.slots, end.started, end.stopped,
                                    Path(run.sandbox)))
