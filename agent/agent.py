@@ -72,7 +72,8 @@ class Agent:
         os.set_blocking(self.wake_w, False)
         self.executor = ForkExecutor(self.sandbox, {
             "RP_SESSION_ID": cfg.session_id, "RP_PILOT_ID": self.pilot,
-            "RP_PILOT_SANDBOX": str(self.sandbox)}, launch=LaunchMethods.from_config(cfg))
+            "RP_PILOT_SANDBOX": str(self.sandbox)}, launch=LaunchMethods.from_config(cfg),
+            launchers=min(self.rm.nodes[0].cores, detect_cores()))
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.prioritized = False   # a waiting unit has a priority: keep them sorted
@@ -467,7 +468,7 @@ class Agent:
         self._start_pool()
         poller = self.poller
         poller.register(wake_r, zmq.POLLIN)
-        pool_fds: list[int] = []
+        polled: tuple[list[int], list[int]] = ([], [])   # the pool's, the launchers'
         heard = time.monotonic()
         next_beat = heard + self.beat_every
         try:
@@ -480,13 +481,13 @@ class Agent:
                               self._flush_timeout(now)):
                     if waits is not None:
                         timeout = min(timeout, waits)
-                fds = self.pool.filenos()
-                if fds is not pool_fds:
-                    for fd in pool_fds:
+                fds = (self.pool.filenos(), self.executor.filenos())
+                if fds[0] is not polled[0] or fds[1] is not polled[1]:
+                    for fd in polled[0] + polled[1]:
                         poller.unregister(fd)
-                    for fd in fds:
+                    for fd in fds[0] + fds[1]:
                         poller.register(fd, zmq.POLLIN)
-                    pool_fds = fds
+                    polled = fds
                 try:
                     ready = dict(poller.poll(max(0.0, timeout) * 1000))
                 except zmq.ZMQError as exc:

@@ -1,8 +1,14 @@
-"""Fork launch of units: one process group per unit, collected without blocking.
+"""Fork launch of units: one process group per unit, started and reaped by launchers.
 
-RP's POPEN executor (``agent/executing/popen.py``) without its watcher thread:
-the agent's loop calls ``launch``, which starts the unit's process and returns
-once it has exec'd, and, when SIGCHLD (or ``reap_timeout``) wakes it, ``reap``.
+RP's POPEN executor (``agent/executing/popen.py``) without its watcher thread,
+split over processes: the agent's loop calls ``launch``, which hands the unit to
+the launcher process of its first core (:mod:`.launcher`, a child of the agent)
+and returns at once; the launcher creates the unit's sandbox and output files,
+spawns it and, when it ends, reads the tails of its output and reports it.  The
+loop polls the launchers' report pipes (``filenos()``) and calls ``reap``.  So the
+starts of units (the ``vfork``/``exec`` a parent waits for) and their per-unit
+file work run on every core, beside the loop, instead of inside it.
+
 A unit's command follows RP 0.50's rule (:mod:`.arguments`): the executable goes
 on one bash command line as it is, and each argument in double quotes (``$VAR``
 expands, spaces stay inside it) unless it is empty (dropped), a redirection or
@@ -14,12 +20,13 @@ When that line means the same as the argv exec'd without a shell and there are n
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
+import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ from typing import Any
 
 from .arguments import command_line, direct_argv
 from .launch_methods import LaunchError, LaunchMethods
+from .launcher import Ended, FrameReader, Run, Signal, frame
 from .output import MAX_IO_LOGLENGTH, SHORTENED, tail
 from .scheduler import Slots
 
@@ -38,22 +46,8 @@ __all__ = ["Finished", "ForkExecutor", "tail", "MAX_IO_LOGLENGTH", "SHORTENED", 
 KILL_GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL when a unit is canceled."""
 
-# the units' output files: created, truncated, not inherited by other children
-_OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-_devnull: int | None = None
-# waitid(WNOWAIT) tells which child ended without reaping it (macOS only from 3.13)
-_PEEK = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
-
-
-def _stdin() -> int:
-    """One read-only /dev/null for every unit's stdin, opened on first use.
-
-    Popen's ``DEVNULL`` opens and closes it for every process.
-    """
-    global _devnull
-    if _devnull is None:
-        _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    return _devnull
+_CLOSE_WAIT = 5.0   # seconds a launcher has to end its units and exit once closed
+_RETRY = 0.01       # seconds until requests a launcher's full pipe refused are retried
 
 
 @dataclass
@@ -78,72 +72,104 @@ class Finished:
     sandbox: Path | None = None
 
 
+class _Launcher:
+    """The agent's end of one launcher process: its two pipes and its units."""
+
+    __slots__ = ("index", "proc", "req_fd", "rep_fd", "reader", "unsent", "uids")
+
+    def __init__(self, index: int, proc: subprocess.Popen, req_fd: int, rep_fd: int) -> None:
+        self.index = index
+        self.proc = proc
+        self.req_fd = req_fd
+        self.rep_fd = rep_fd
+        self.reader = FrameReader()
+        self.unsent = b""          # requests its full pipe did not take yet
+        self.uids: set[str] = set()
+
+
 class _Running:
     # paths as str: they are only handed to the OS, and pathlib costs per unit
-    __slots__ = ("proc", "slots", "started", "sandbox", "out", "err", "kill_at")
+    __slots__ = ("launcher", "slots", "sandbox", "kill_at")
 
-    def __init__(self, proc: subprocess.Popen, slots: Slots, started: float,
-                 sandbox: str, out: str, err: str) -> None:
-        self.proc = proc
+    def __init__(self, launcher: _Launcher, slots: Slots, sandbox: str) -> None:
+        self.launcher = launcher
         self.slots = slots
-        self.started = started
         self.sandbox = sandbox
-        self.out = out
-        self.err = err
         self.kill_at: float | None = None  # monotonic SIGKILL deadline once canceled
 
 
 class ForkExecutor:
-    """Starts units as local child processes and collects them without blocking.
+    """Starts units as local processes, through launcher processes, and collects them.
 
     ``pilot_sandbox`` holds the unit sandboxes; ``base_env`` (for example
     ``RP_SESSION_ID``, ``RP_PILOT_ID``) is added to every unit's environment.
+    ``launchers`` is how many launcher processes start units (one per core of the
+    agent's node): a unit goes to the one of its first core, so that units on
+    different cores start in parallel.  They are started on first use, as children
+    of this process, and end when ``kill_all`` closes them or this process dies.
 
     One loop drives it (``launch``, ``reap``, ``cancel``, ``kill_all``), from one
-    thread.  ``launch`` starts the process itself and returns once the unit has
-    exec'd (a vfork'd child: a fraction of a millisecond), never waiting for the
-    unit's run; handing the start to threads cost more in hand-offs than it saved.
-    ``reap`` pays for the units that ended, not for all that run.  ``launch``
-    chooses the launch method per unit (``mpirun``, ``srun``...); without it, or
-    when both methods fork, a unit's command is exec'd as it is.
+    thread; it polls ``filenos()`` and calls ``reap`` when one is readable.
+    ``launch`` never waits for the unit's start; ``reap`` pays for the units that
+    ended, not for all that run.  ``launch`` chooses the launch method per unit
+    (``mpirun``, ``srun``...); without it, or when both methods fork, a unit's
+    command is exec'd as it is.
     """
 
     def __init__(self, pilot_sandbox: Path | str, base_env: Mapping[str, str] | None = None,
-                 kill_grace: float = KILL_GRACE, launch: LaunchMethods | None = None) -> None:
+                 kill_grace: float = KILL_GRACE, launch: LaunchMethods | None = None,
+                 launchers: int = 1, python: str = sys.executable) -> None:
+        if launchers < 1:
+            raise ValueError(f"an executor needs at least one launcher, got {launchers}")
         self.pilot_sandbox = Path(pilot_sandbox)
         self._root = str(self.pilot_sandbox)
         # None or all-fork: units are exec'd as they are, at no extra cost
         self._launch = None if launch is None or launch.trivial else launch
         self.base_env = dict(base_env or {})
         self.kill_grace = kill_grace
-        self._env = {**os.environ, **self.base_env}   # decoded once, copied per unit
+        self.python = python
+        self._env = {**os.environ, **self.base_env}   # the launchers' environment
+        self._launchers: list[_Launcher | None] = [None] * launchers
+        self._by_fd: dict[int, _Launcher] = {}
+        self._fds: list[int] = []
+        self._poll = select.poll()
         self._running: dict[str, _Running] = {}
-        self._pids: dict[int, str] = {}   # of the running units
         self._canceling: set[str] = set()   # sent SIGTERM, their SIGKILL is still due
-        self._exited: list[str] = []   # reaped by cancel's check, to report in reap
-        self._failed: list[Finished] = []
+        self._done: list[Finished] = []     # ended, not yet handed out by reap
 
     @property
     def running(self) -> int:
-        """How many units have a process not reaped yet."""
+        """How many units were launched and have not been reported ended yet."""
         return len(self._running)
 
     def running_uids(self) -> list[str]:
-        """The units that have a process not reaped yet."""
+        """The units launched and not reported ended yet."""
         return list(self._running)
+
+    def filenos(self) -> list[int]:
+        """The launchers' report pipes, to poll for readability before ``reap``.
+
+        The list changes when a launcher starts or ends; it is rebuilt, not mutated.
+        """
+        return self._fds
 
     @property
     def reap_timeout(self) -> float | None:
-        """Seconds until ``reap`` must run again to escalate a cancel to SIGKILL.
+        """Seconds until ``reap`` must run again (to escalate a cancel to SIGKILL,
+        or to hand requests to a launcher whose pipe was full).
 
-        0 when a result is already waiting, None when only SIGCHLD matters.
+        0 when a result is already waiting, None when only the report pipes matter.
         """
-        if self._failed or self._exited:
+        if self._done:
             return 0.0
-        if not self._canceling:
-            return None
-        deadline = min(self._running[uid].kill_at for uid in self._canceling)
-        return max(0.0, deadline - time.monotonic())
+        timeout = None
+        if any(la is not None and la.unsent for la in self._launchers):
+            timeout = _RETRY
+        if self._canceling:
+            deadline = min(self._running[uid].kill_at for uid in self._canceling)
+            wait = max(0.0, deadline - time.monotonic())
+            timeout = wait if timeout is None else min(timeout, wait)
+        return timeout
 
     # -- launch ---------------------------------------------------------------
 
@@ -156,19 +182,18 @@ class ForkExecutor:
     def launch(self, unit: Mapping[str, Any], slots: Slots) -> None:
         """Start ``unit`` (``{"uid": ..., "description": {...}}``) on ``slots``.
 
-        Never blocks on the unit's run and never raises for a bad unit: a
-        failure to start is written to the unit's stderr file and reported by
-        the next ``reap()`` (``reap_timeout`` is then 0).
+        Never blocks on the unit and never raises for a bad unit: a failure to
+        start is written to the unit's stderr file and reported by ``reap()``.
         """
-        started = time.time()
         try:
-            self._start(unit, slots, started)
+            self._start(unit, slots)
         except Exception as exc:  # the loop must survive anything a unit holds
             logger.exception("unit %s: cannot launch", unit["uid"])
-            self._failed.append(Finished(unit["uid"], 1, "", f"rp_executor: cannot launch: "
-                                         f"{exc}\n", False, slots, started, time.time()))
+            now = time.time()
+            self._done.append(Finished(unit["uid"], 1, "", f"rp_executor: cannot launch: "
+                                       f"{exc}\n", False, slots, now, now))
 
-    def _start(self, unit: Mapping[str, Any], slots: Slots, started: float) -> None:
+    def _start(self, unit: Mapping[str, Any], slots: Slots) -> None:
         uid = unit["uid"]
         descr = unit.get("description") or {}
         # pathlib's normalization only where a description names the sandbox
@@ -176,79 +201,50 @@ class ForkExecutor:
         out = f"{sandbox}/{descr.get('stdout') or 'STDOUT'}"
         err = f"{sandbox}/{descr.get('stderr') or 'STDERR'}"
         try:
-            _make_sandbox(sandbox)
-        except OSError as exc:
-            logger.warning("unit %s: cannot create sandbox %s: %s", uid, sandbox, exc)
-            msg = f"rp_executor: cannot create unit sandbox '{sandbox}': {exc.strerror or exc}"
-            self._failed.append(Finished(uid, 1, "", msg, False, slots, started, time.time(),
-                                         Path(sandbox)))
-            return
-        try:
-            argv = self._command(uid, descr, sandbox)
+            argv, script = self._command(uid, descr, sandbox)
             env = self._environment(uid, descr, sandbox, slots)
         except (TypeError, ValueError, AttributeError) as exc:
             logger.warning("unit %s: invalid description: %s", uid, exc)
-            self._fail(uid, 1, f"rp_executor: invalid unit description: {exc}", slots, started, sandbox, out, err)
+            self._fail(uid, f"rp_executor: invalid unit description: {exc}", slots,
+                       sandbox, out, err)
             return
         method = self._launch.for_unit(descr) if self._launch is not None else None
         if method is not None:
             try:
-                argv = method.command(argv, descr, slots, env, Path(sandbox))
+                _make_sandbox(sandbox)   # the method may write files there
+                full = {**self._env, **env}
+                argv = method.command(argv, descr, slots, full, Path(sandbox))
             except (LaunchError, OSError) as exc:
                 logger.warning("unit %s: cannot launch with %s: %s", uid, method.name, exc)
-                self._fail(uid, 1, f"rp_executor: cannot launch with {method.name}: {exc}",
-                           slots, started, sandbox, out, err)
+                self._fail(uid, f"rp_executor: cannot launch with {method.name}: {exc}",
+                           slots, sandbox, out, err)
                 return
-        try:
-            fout = os.open(out, _OUTPUT_FLAGS, 0o666)
-            try:
-                ferr = os.open(err, _OUTPUT_FLAGS, 0o666)
-            except OSError:
-                os.close(fout)
-                raise
-        except OSError as exc:
-            logger.warning("unit %s: cannot open output files: %s", uid, exc)
-            msg = f"rp_executor: cannot open unit output file: {exc}"
-            self._failed.append(Finished(uid, 1, "", msg, False, slots, started, time.time(),
-                                         Path(sandbox)))
-            return
-        try:
-            proc = subprocess.Popen(
-                argv, cwd=sandbox, env=env, stdin=_stdin(), stdout=fout, stderr=ferr,
-                start_new_session=True, close_fds=True,
-            )
-        except OSError as exc:
-            code = 127 if exc.errno == errno.ENOENT else 126
-            reason = exc.strerror or str(exc)
-            logger.info("unit %s: cannot execute %r: %s", uid, argv[0], reason)
-            self._fail(uid, code, f"rp_executor: cannot execute '{argv[0]}': {reason}",
-                       slots, started, sandbox, out, err)
-            return
-        except ValueError as exc:  # a NUL byte or an '=' in a name, which the OS cannot take
-            logger.warning("unit %s: invalid description: %s", uid, exc)
-            self._fail(uid, 1, f"rp_executor: invalid unit description: {exc}", slots,
-                       started, sandbox, out, err)
-            return
-        finally:
-            os.close(fout)
-            os.close(ferr)
-        self._running[uid] = _Running(proc, slots, started, sandbox, out, err)
-        self._pids[proc.pid] = uid
-        logger.debug("unit %s: started pid %d: %s", uid, proc.pid, argv)
+            env = {k: v for k, v in full.items() if self._env.get(k) != v}
+        launcher = self._launcher_for(slots)
+        self._running[uid] = _Running(launcher, slots, sandbox)
+        launcher.uids.add(uid)
+        self._send(launcher, frame([Run(uid, argv, sandbox, out, err, env, script)]))
+        logger.debug("unit %s: to launcher %d: %s", uid, launcher.index, argv)
 
-    def _fail(self, uid: str, code: int, msg: str, slots: Slots, started: float,
-              sandbox: str, out: str, err: str) -> None:
+    def _fail(self, uid: str, msg: str, slots: Slots, sandbox: str, out: str,
+              err: str) -> None:
+        """A unit that cannot start: ``msg`` goes into its stderr file, as the
+        launcher's own failures do."""
         try:
+            _make_sandbox(sandbox)
             with open(out, "ab"):
                 pass
             with open(err, "a", encoding="utf-8") as f:
                 f.write(msg + "\n")
         except OSError as exc:
             logger.warning("unit %s: cannot write %s: %s", uid, err, exc)
-        self._failed.append(Finished(uid, code, tail(out, "stdout"), msg + "\n", False,
-                                     slots, started, time.time(), Path(sandbox)))
+        now = time.time()
+        self._done.append(Finished(uid, 1, tail(out, "stdout"), msg + "\n", False,
+                                   slots, now, now, Path(sandbox)))
 
-    def _command(self, uid: str, descr: Mapping[str, Any], sandbox: str) -> list[str]:
+    def _command(self, uid: str, descr: Mapping[str, Any], sandbox: str
+                 ) -> tuple[list[str], str | None]:
+        """The unit's argv, and the text of its script when it needs a shell."""
         exe = descr.get("executable")
         if not exe or not isinstance(exe, str):
             raise ValueError(f"'executable' must be a non-empty string, got {exe!r}")
@@ -256,25 +252,145 @@ class ForkExecutor:
         pre = list(descr.get("pre_exec") or [])
         post = list(descr.get("post_exec") or [])
         if not pre and not post and (argv := direct_argv(exe, args)) is not None:
-            return argv
-        script = f"{sandbox}/{uid}.sh"
-        with open(script, "w") as f:
-            f.write(_script(sandbox, exe, args, pre, post))
-        return ["/bin/bash", script]
+            return argv, None
+        return ["/bin/bash", f"{sandbox}/{uid}.sh"], _script(sandbox, exe, args, pre, post)
 
     def _environment(self, uid: str, descr: Mapping[str, Any], sandbox: str,
                      slots: Slots) -> dict[str, str]:
-        env = dict(self._env)
-        env["RP_UNIT_ID"] = uid
+        """What the unit's environment adds to the launchers' (``base_env`` and the
+        agent's own)."""
+        env = {"RP_UNIT_ID": uid}
         if descr.get("name"):
             env["RP_UNIT_NAME"] = str(descr["name"])
         env["RP_UNIT_SANDBOX"] = sandbox
         env["OMP_NUM_THREADS"] = str(descr.get("cpu_threads") or 1)
         gpus = slots.gpu_indices
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = _visible_devices(gpus, env.get("CUDA_VISIBLE_DEVICES"))
-        env.update({str(k): str(v) for k, v in (descr.get("environment") or {}).items()})
+            env["CUDA_VISIBLE_DEVICES"] = _visible_devices(
+                gpus, self._env.get("CUDA_VISIBLE_DEVICES"))
+        extra = descr.get("environment")
+        if extra:
+            env.update({str(k): str(v) for k, v in extra.items()})
         return env
+
+    # -- launchers ------------------------------------------------------------
+
+    def _launcher_for(self, slots: Slots) -> _Launcher:
+        index = slots.nodes[0].cores[0] % len(self._launchers) if slots.nodes and \
+            slots.nodes[0].cores else 0
+        launcher = self._launchers[index]
+        if launcher is None:
+            launcher = self._launchers[index] = self._start_launcher(index)
+        return launcher
+
+    def _start_launcher(self, index: int) -> _Launcher:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        argv = [self.python, "-m", "rp_executor.agent.launcher", self._root,
+                repr(self.kill_grace)]
+        try:
+            # its own session: a signal to the agent's group is the agent's to handle
+            proc = subprocess.Popen(argv, stdin=req_r, stdout=rep_w, env=self._env,
+                                    start_new_session=True)
+        except OSError:
+            os.close(req_w)
+            os.close(rep_r)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        os.set_blocking(req_w, False)
+        os.set_blocking(rep_r, False)
+        launcher = _Launcher(index, proc, req_w, rep_r)
+        self._by_fd[rep_r] = launcher
+        self._poll.register(rep_r, select.POLLIN)
+        self._fds = list(self._by_fd)
+        logger.debug("launcher %d started (pid %d)", index, proc.pid)
+        return launcher
+
+    def _send(self, launcher: _Launcher, data: bytes) -> None:
+        """Hand ``data`` to the launcher; what its full pipe refuses waits for
+        ``reap`` (the loop does not block on a launcher)."""
+        if launcher.unsent:
+            launcher.unsent += data
+            return
+        try:
+            sent = os.write(launcher.req_fd, data)
+        except BlockingIOError:
+            sent = 0
+        except BrokenPipeError:
+            return   # it died: its report pipe's end tells reap
+        if sent < len(data):
+            launcher.unsent = data[sent:]
+
+    def _resend(self) -> None:
+        for launcher in self._launchers:
+            if launcher is not None and launcher.unsent:
+                data, launcher.unsent = launcher.unsent, b""
+                self._send(launcher, data)
+
+    def _collect(self, timeout: float = 0.0) -> None:
+        """Read the launchers' reports (waiting up to ``timeout`` seconds for one)."""
+        if not self._by_fd:
+            return
+        for fd, _ in self._poll.poll(timeout * 1000):
+            launcher = self._by_fd[fd]
+            try:
+                data = os.read(fd, 1 << 18)
+            except BlockingIOError:
+                continue
+            if not data:
+                self._lost(launcher)
+                continue
+            for record in launcher.reader.feed(data):
+                self._ended(Ended._make(record))
+
+    def _ended(self, end: Ended) -> None:
+        run = self._running.pop(end.uid, None)
+        if run is None:
+            logger.warning("unit %s: reported ended, but it is not running here", end.uid)
+            return
+        run.launcher.uids.discard(end.uid)
+        self._canceling.discard(end.uid)
+        if end.exit_code and end.stderr.startswith("rp_executor: "):   # did not start
+            logger.info("unit %s: %s", end.uid, end.stderr[13:].rstrip())
+        self._done.append(Finished(end.uid, end.exit_code, end.stdout, end.stderr,
+                                   end.canceled, run.slots, end.started, end.stopped,
+                                   Path(run.sandbox)))
+
+    def _lost(self, launcher: _Launcher) -> None:
+        """Close a launcher and wait for its end; units it did not report end FAILED
+        (it was killed, or did not end them in time), and the next unit for its
+        cores starts a new one."""
+        self._close(launcher)
+        try:
+            code = launcher.proc.wait(_CLOSE_WAIT)
+        except subprocess.TimeoutExpired:
+            launcher.proc.kill()
+            code = launcher.proc.wait()
+        if not launcher.uids:
+            return
+        logger.error("launcher %d (pid %d) ended with %s before it reported %d unit(s)",
+                     launcher.index, launcher.proc.pid, code, len(launcher.uids))
+        now = time.time()
+        for uid in sorted(launcher.uids):
+            run = self._running.pop(uid)
+            self._canceling.discard(uid)
+            self._done.append(Finished(
+                uid, 1, "", f"rp_executor: the launcher of the unit ended (exit code {code}) "
+                f"before the unit's end was known; its processes may still run\n",
+                run.kill_at is not None, run.slots, now, now, Path(run.sandbox)))
+        launcher.uids.clear()
+
+    def _close(self, launcher: _Launcher) -> None:
+        """Forget a launcher and close its pipes (it ends its units and exits)."""
+        if self._launchers[launcher.index] is launcher:
+            self._launchers[launcher.index] = None
+        if self._by_fd.pop(launcher.rep_fd, None) is not None:
+            self._poll.unregister(launcher.rep_fd)
+            self._fds = list(self._by_fd)
+            os.close(launcher.req_fd)
+            os.close(launcher.rep_fd)
 
     # -- collect --------------------------------------------------------------
 
@@ -284,79 +400,43 @@ class ForkExecutor:
         Also sends SIGKILL to canceled units still alive ``kill_grace`` seconds
         after their SIGTERM.
         """
-        done, self._failed = self._failed, []
-        done += [self._finish(uid, rc) for uid, rc in self._ended()]
-        now = time.monotonic()
-        for uid in [u for u in self._canceling if now >= self._running[u].kill_at]:
-            logger.info("unit %s: still alive %.1fs after SIGTERM, sending SIGKILL",
-                        uid, self.kill_grace)
-            _killpg(self._running[uid].proc.pid, signal.SIGKILL)
-            self._canceling.discard(uid)   # its end comes with SIGCHLD
+        self._collect()
+        if self._canceling:
+            now = time.monotonic()
+            for uid in [u for u in self._canceling if now >= self._running[u].kill_at]:
+                logger.info("unit %s: still alive %.1fs after SIGTERM, sending SIGKILL",
+                            uid, self.kill_grace)
+                run = self._running[uid]
+                self._send(run.launcher, frame([Signal(uid, int(signal.SIGKILL))]))
+                self._canceling.discard(uid)   # its end comes with its report
+        self._resend()
+        done, self._done = self._done, []
         return done
-
-    def _ended(self) -> list[tuple[str, int]]:
-        """``(uid, exit code)`` of the units whose process has ended, reaped.
-
-        Asks the kernel which child has ended (without reaping it) instead of
-        asking every running unit, so that a pilot with many running units pays
-        per unit that ended.  The agent has other children (function workers,
-        staging tools), reaped by their owners: while one of those is a zombie,
-        every unit is asked.
-        """
-        ended = {uid: self._running[uid].proc.returncode for uid in self._exited}
-        self._exited = []
-        while _PEEK:
-            try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:   # no child at all
-                return list(ended.items())
-            if info is None:
-                return list(ended.items())
-            uid = self._pids.get(info.si_pid)
-            rc = None if uid is None else self._running[uid].proc.poll()
-            if rc is None:
-                break
-            ended[uid] = rc
-        for uid, run in self._running.items():
-            if uid not in ended and (rc := run.proc.poll()) is not None:
-                ended[uid] = rc
-        return list(ended.items())
-
-    def _finish(self, uid: str, rc: int) -> Finished:
-        run = self._running.pop(uid)
-        del self._pids[run.proc.pid]
-        self._canceling.discard(uid)
-        canceled = run.kill_at is not None
-        if canceled or rc < 0:
-            # the group can outlive its leader (background children, the command of a
-            # shell killed in pre_exec): a canceled unit's does not, nor does one whose
-            # leader a signal killed (the OOM killer, a user's kill)
-            _killpg(run.proc.pid, signal.SIGKILL)
-        return Finished(uid, rc, tail(run.out, "stdout"), tail(run.err, "stderr"), canceled,
-                        run.slots, run.started, time.time(), Path(run.sandbox))
 
     def cancel(self, uid: str) -> bool:
         """Terminate the unit's process group (SIGTERM, SIGKILL after the grace).
 
-        Returns False if the unit is not running (unknown, or its process has
-        already ended: it is then reported by ``reap`` as it ended).  The unit
-        shows up in ``reap()`` with ``canceled=True``.
+        Returns False if the unit is not running (unknown, or reported ended: it
+        is then handed out by ``reap`` as it ended).  A unit that ended while the
+        request was on its way is reported as it ended, too; one that the signal
+        reaches shows up in ``reap()`` with ``canceled=True``.
         """
+        if uid not in self._running:
+            return False
+        self._collect()
         run = self._running.get(uid)
         if run is None:
-            return False
-        if run.proc.poll() is not None:
-            self._exited.append(uid)
             return False
         if run.kill_at is None:
             run.kill_at = time.monotonic() + self.kill_grace
             self._canceling.add(uid)
-            logger.debug("unit %s: canceling (SIGTERM to group %d)", uid, run.proc.pid)
-            _killpg(run.proc.pid, signal.SIGTERM)
+            logger.debug("unit %s: canceling (SIGTERM to its group)", uid)
+            self._send(run.launcher, frame([Signal(uid, int(signal.SIGTERM))]))
         return True
 
     def kill_all(self) -> list[Finished]:
-        """End every unit's process group and reap them all (for shutdown).
+        """End every unit's process group, collect them all and close the launchers
+        (for shutdown; a later ``launch`` starts new ones).
 
         Sends SIGTERM, waits up to ``kill_grace`` seconds, then SIGKILL.
         Returns the results not yet reported; the units that were still
@@ -364,18 +444,20 @@ class ForkExecutor:
         """
         for uid in list(self._running):
             self.cancel(uid)  # a unit that already ended is reported as it ended
-        deadline = time.monotonic() + self.kill_grace
-        while time.monotonic() < deadline and any(
-            r.proc.poll() is None for r in self._running.values()
-        ):
-            time.sleep(0.02)
-        for run in self._running.values():
-            if run.proc.poll() is None:
-                _killpg(run.proc.pid, signal.SIGKILL)
-        done, self._failed, self._exited = self._failed, [], []
+        self._wait_running(time.monotonic() + self.kill_grace)
         for uid, run in list(self._running.items()):
-            done.append(self._finish(uid, run.proc.wait()))
+            self._send(run.launcher, frame([Signal(uid, int(signal.SIGKILL))]))
+        self._canceling.clear()
+        self._wait_running(time.monotonic() + _CLOSE_WAIT)
+        for launcher in [la for la in self._launchers if la is not None]:
+            self._lost(launcher)   # closed: it ends what is left of its units and exits
+        done, self._done = self._done, []
         return done
+
+    def _wait_running(self, deadline: float) -> None:
+        while self._running and (left := deadline - time.monotonic()) > 0:
+            self._resend()
+            self._collect(min(left, 0.05))
 
 
 def _make_sandbox(path: str) -> None:
@@ -415,12 +497,3 @@ def _visible_devices(gpus: list[int], inherited: str | None) -> str:
     if visible and max(gpus) < len(visible):
         return ",".join(visible[g] for g in gpus)
     return ",".join(str(g) for g in gpus)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass  # the group is already gone
-    except PermissionError as exc:
-        logger.warning("cannot signal process group %d: %s", pgid, exc)

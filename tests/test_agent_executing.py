@@ -1,16 +1,18 @@
-"""Fork launch of units: real processes, collected with reap()."""
+"""Fork launch of units: real processes, started by launcher processes, collected with
+reap()."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 
 import psutil
 import pytest
 
-from rp_executor.agent import executing
 from rp_executor.agent.executing import MAX_IO_LOGLENGTH, SHORTENED, Finished, ForkExecutor, tail
 from rp_executor.agent.scheduler import NodeSlot, Slots
 
@@ -43,6 +45,21 @@ def reap_all(ex: ForkExecutor, n: int = 1, timeout: float = 10.0) -> dict[str, F
 def run_one(ex: ForkExecutor, u: dict, slots: Slots = CPU) -> Finished:
     ex.launch(u, slots)
     return reap_all(ex)[u["uid"]]
+
+
+def unit_pid(uid: str, timeout: float = 10.0) -> int:
+    """The pid (and process group) of the process leading unit ``uid``: a
+    descendant of this process with ``RP_UNIT_ID`` that leads its group."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.environ().get("RP_UNIT_ID") == uid and os.getpgid(p.pid) == p.pid:
+                    return p.pid
+            except (psutil.Error, ProcessLookupError):
+                continue
+        assert time.monotonic() < deadline, f"no process of {uid}"
+        time.sleep(0.02)
 
 
 def live_group_members(pgid: int) -> list[psutil.Process]:
@@ -226,8 +243,7 @@ def test_description_the_executor_cannot_use_fails_the_unit_without_raising(ex):
 
 def test_unit_killed_by_a_signal_reports_minus_signum(ex):
     ex.launch(unit("unit.000025", "/bin/sleep", "10"), CPU)
-    time.sleep(0.1)
-    pid = ex._running["unit.000025"].proc.pid
+    pid = unit_pid("unit.000025")
     os.kill(pid, signal.SIGKILL)
     res = reap_all(ex)["unit.000025"]
     assert (res.exit_code, res.canceled) == (-signal.SIGKILL, False)
@@ -236,9 +252,9 @@ def test_unit_killed_by_a_signal_reports_minus_signum(ex):
 def test_a_unit_whose_leader_is_killed_leaves_no_process(ex):
     # the shell running pre_exec is killed: its command there does not run on
     ex.launch(unit("unit.000026", "/bin/echo", "never", pre_exec=["sleep 100"]), CPU)
-    time.sleep(0.2)
-    pgid = ex._running["unit.000026"].proc.pid
-    assert len(live_group_members(pgid)) == 2
+    pgid = unit_pid("unit.000026")
+    while len(live_group_members(pgid)) < 2:   # the shell starts its sleep
+        time.sleep(0.02)
     os.kill(pgid, signal.SIGKILL)
     res = reap_all(ex)["unit.000026"]
     assert (res.exit_code, res.canceled) == (-signal.SIGKILL, False)
@@ -248,10 +264,16 @@ def test_a_unit_whose_leader_is_killed_leaves_no_process(ex):
 def test_background_children_of_a_unit_that_exits_are_left_alone(ex):
     # as in RADICAL-Pilot: a unit may leave a process behind on purpose
     ex.launch(unit("unit.000027", "/bin/sh", "-c", "'sleep 100 & echo started'"), CPU)
-    pgid = ex._running["unit.000027"].proc.pid
     res = reap_all(ex)["unit.000027"]
     assert (res.exit_code, res.stdout) == (0, "started\n")
-    left = live_group_members(pgid)
+    left = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if p.environ().get("RP_UNIT_ID") == "unit.000027" and \
+                    p.info["status"] != psutil.STATUS_ZOMBIE:
+                left.append(p)
+        except psutil.Error:
+            continue
     try:
         assert [p.name() for p in left] == ["sleep"]
     finally:
@@ -300,9 +322,9 @@ def test_binary_stderr_names_stderr(tmp_path):
 
 def test_cancel_kills_the_whole_process_group(ex):
     ex.launch(unit("unit.000040", "/bin/sh", "-c", "'sleep 100 & sleep 100'"), CPU)
-    time.sleep(0.2)
-    pgid = ex._running["unit.000040"].proc.pid
-    assert len(live_group_members(pgid)) >= 2
+    pgid = unit_pid("unit.000040")
+    while len(live_group_members(pgid)) < 2:   # the shell starts its sleeps
+        time.sleep(0.02)
     assert ex.cancel("unit.000040") is True
     res = reap_all(ex)["unit.000040"]
     assert res.canceled is True
@@ -311,10 +333,9 @@ def test_cancel_kills_the_whole_process_group(ex):
     assert ex.running == 0
 
 
-def test_launch_returns_with_the_process_started_and_cancel_can_follow_at_once(ex):
+def test_cancel_can_follow_launch_at_once(ex):
     ex.launch(unit("unit.000043", "/bin/sleep", "100"), CPU)
     assert ex.running == 1
-    assert psutil.Process(ex._running["unit.000043"].proc.pid).name() == "sleep"
     assert ex.cancel("unit.000043") is True
     res = reap_all(ex)["unit.000043"]
     assert (res.exit_code, res.canceled) == (-signal.SIGTERM, True)
@@ -325,8 +346,9 @@ def test_cancel_escalates_to_sigkill_after_the_grace(tmp_path):
     try:
         # the script's shell and its children ignore SIGTERM
         ex.launch(unit("unit.000041", "/bin/sleep", "100", pre_exec=["trap '' TERM", "sleep 100 &"]), CPU)
-        time.sleep(0.2)
-        pgid = ex._running["unit.000041"].proc.pid
+        pgid = unit_pid("unit.000041")
+        while len(live_group_members(pgid)) < 2:   # the shell starts its sleep
+            time.sleep(0.02)
         t0 = time.monotonic()
         assert ex.cancel("unit.000041")
         assert 0 < ex.reap_timeout <= 0.3
@@ -351,9 +373,7 @@ def test_kill_all_leaves_no_process_and_reports_every_unit(ex):
     for i in range(3):
         ex.launch(unit(f"unit.00005{i}", "/bin/sh", "-c", "'sleep 100 & sleep 100'"), CPU)
     ex.launch(unit("unit.000059", "/bin/data"), CPU)
-    time.sleep(0.2)
-    pgids = [r.proc.pid for r in ex._running.values()]
-    assert ex.running == 3
+    pgids = [unit_pid(f"unit.00005{i}") for i in range(3)]
     results = {r.uid: r for r in ex.kill_all()}
     assert set(results) == {"unit.000050", "unit.000051", "unit.000052", "unit.000059"}
     assert all(results[f"unit.00005{i}"].canceled for i in range(3))
@@ -364,15 +384,17 @@ def test_kill_all_leaves_no_process_and_reports_every_unit(ex):
     assert ex.reap() == []
 
 
-@pytest.mark.parametrize("peek", [True, False], ids=["waitid", "poll-each"])
-def test_many_units_run_concurrently_and_are_all_reaped(ex, monkeypatch, peek):
-    # without waitid(WNOWAIT) (macOS before Python 3.13) every running unit is asked
-    monkeypatch.setattr(executing, "_PEEK", peek and executing._PEEK)
-    for i in range(50):
-        ex.launch(unit(f"unit.{i:06d}", "/bin/echo", str(i)), CPU)
-    results = reap_all(ex, 50)
-    assert {r.stdout for r in results.values()} == {f"{i}\n" for i in range(50)}
-    assert ex.running == 0
+def test_many_units_run_concurrently_and_are_all_reaped(tmp_path):
+    ex = ForkExecutor(tmp_path, launchers=2)
+    try:
+        for i in range(50):
+            ex.launch(unit(f"unit.{i:06d}", "/bin/echo", str(i)),
+                      Slots([NodeSlot("localhost", (i % 4,), ())]))
+        results = reap_all(ex, 50)
+        assert {r.stdout for r in results.values()} == {f"{i}\n" for i in range(50)}
+        assert ex.running == 0
+    finally:
+        ex.kill_all()
 
 
 def test_units_are_reaped_while_another_child_of_the_agent_is_a_zombie(ex):
@@ -392,3 +414,83 @@ def test_units_are_reaped_while_another_child_of_the_agent_is_a_zombie(ex):
         assert os.waitid(os.P_PID, other.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     finally:
         other.wait()
+
+
+# -- launchers ---------------------------------------------------------------------------
+
+
+def launcher_of(pid: int) -> psutil.Process:
+    """The launcher that started the unit process ``pid``, checked to be one."""
+    parent = psutil.Process(pid).parent()
+    assert "rp_executor.agent.launcher" in " ".join(parent.cmdline()), parent.cmdline()
+    return parent
+
+
+def test_units_on_different_cores_start_in_different_launchers_children_of_the_agent(tmp_path):
+    ex = ForkExecutor(tmp_path / "pilot", launchers=2)
+    try:
+        for core in (0, 1):
+            ex.launch(unit(f"unit.00008{core}", "/bin/sleep", "100"),
+                      Slots([NodeSlot("localhost", (core,), ())]))
+        launchers = [launcher_of(unit_pid(f"unit.00008{core}")) for core in (0, 1)]
+        assert launchers[0].pid != launchers[1].pid
+        assert all(la.ppid() == os.getpid() for la in launchers)
+        # the pilot's sweep finds them by the pilot sandbox on their command line
+        assert all(str(tmp_path / "pilot") in la.cmdline() for la in launchers)
+        assert ex.filenos() and len(ex.filenos()) == 2
+    finally:
+        results = {r.uid: r for r in ex.kill_all()}
+    assert all(r.canceled for r in results.values()) and len(results) == 2
+    assert [la for la in launchers if la.is_running() and
+            la.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_a_killed_launcher_fails_its_units_and_the_next_unit_gets_a_new_one(ex):
+    ex.launch(unit("unit.000090", "/bin/sleep", "100"), CPU)
+    pid = unit_pid("unit.000090")
+    launcher = launcher_of(pid)
+    try:
+        launcher.kill()
+        res = reap_all(ex)["unit.000090"]
+    finally:
+        os.killpg(pid, signal.SIGKILL)   # its launcher could not end it
+    assert (res.exit_code, res.canceled) == (1, False)
+    assert "the launcher of the unit ended" in res.stderr
+    assert run_one(ex, unit("unit.000091", "/bin/echo", "again")).stdout == "again\n"
+
+
+def test_a_launcher_told_to_terminate_ends_and_reports_its_units(ex):
+    ex.launch(unit("unit.000092", "/bin/sleep", "100"), CPU)
+    pgid = unit_pid("unit.000092")
+    launcher_of(pgid).terminate()
+    res = reap_all(ex)["unit.000092"]
+    assert (res.exit_code, res.canceled) == (-signal.SIGTERM, False)
+    assert wait_group_gone(pgid) == []
+
+
+def test_units_end_with_their_agent_even_when_it_is_killed(tmp_path):
+    # an "agent" process with an executor: SIGKILL ends it, and its launcher, seeing
+    # its requests end, ends the unit's whole group
+    agent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from rp_executor.agent.executing import ForkExecutor
+        from rp_executor.agent.scheduler import NodeSlot, Slots
+        ex = ForkExecutor({str(tmp_path)!r})
+        ex.launch({{"uid": "unit.000093", "description": {{
+            "executable": "/bin/sh", "arguments": ["-c", "'sleep 100 & sleep 100'"]}}}},
+            Slots([NodeSlot("localhost", (0,), ())]))
+        print("launched", flush=True)
+        time.sleep(100)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout.readline() == "launched\n"
+        pgid = unit_pid("unit.000093")
+        while len(live_group_members(pgid)) < 2:   # the shell starts its sleeps
+            time.sleep(0.02)
+        agent.kill()
+        agent.wait()
+        assert wait_group_gone(pgid, timeout=30) == []
+    finally:
+        agent.kill()
+        agent.wait()
+        agent.stdout.close()
