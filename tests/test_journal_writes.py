@@ -192,3 +192,46 @@ def test_a_failed_write_loses_only_its_own_rows(journal):
         journal.flush(timeout=5)
     assert rows(journal.path, "SELECT uid FROM units ORDER BY uid") == \
         [("unit.000000",), ("unit.000001",), ("unit.000002",)]
+
+
+def test_functions_are_kept_once_and_a_reopened_journal_goes_on_after_their_ids(tmp_path):
+    import pickle
+    path = tmp_path / "session.sqlite"
+    j = Journal(path)
+    args = pickle.dumps(((1,), {}))
+    try:
+        fa, fb = j.function_id(b"fn-a"), j.function_id("os.path:join")
+        assert j.function_id(b"fn-a") == fa and fb != fa
+        j.add_units([("unit.000000", "umgr.0000", "{}", 1, fa, args),
+                     ("unit.000001", "umgr.0000", '{"executable": "/bin/true"}', None,
+                      None, None)])
+        assert j.unit_description("unit.000000") == ("{}", b"fn-a", args)  # waits for it
+        assert j.unit_description("unit.000001") == ('{"executable": "/bin/true"}',
+                                                      None, None)
+        assert j.unit_description("unit.999999") is None
+    finally:
+        j.close()
+    again = Journal(path)
+    try:
+        fc = again.function_id(b"fn-c")
+        assert fc > max(fa, fb)
+        again.flush()
+        assert rows(path, "SELECT id, data FROM functions ORDER BY id") == \
+            [(fa, b"fn-a"), (fb, "os.path:join"), (fc, b"fn-c")]
+    finally:
+        again.close()
+
+
+def test_description_records_say_whether_json_gives_the_description_back():
+    import rp_executor as rp
+    from rp_executor._core.journal import description_record
+    exact = rp.ComputeUnitDescription(executable="/bin/sh", arguments=["-c", "x"],
+                                      environment={"A": "1"}, metadata={"k": [1, None]})
+    text, ok = description_record(exact)
+    assert ok and json.loads(text) == exact.non_defaults()
+    for inexact in (rp.ComputeUnitDescription(executable="/bin/true", metadata=(1, 2)),
+                    rp.ComputeUnitDescription(executable="/bin/true", metadata={1: "a"}),
+                    rp.ComputeUnitDescription(executable="/bin/true", metadata=object())):
+        assert description_record(inexact)[1] is False
+    fn = rp.ComputeUnitDescription(function=len, args=[[1]], kwargs={"k": 1})
+    assert description_record(fn) == ("{}", True)   # the call is kept pickled beside it

@@ -69,3 +69,18 @@ def test_unit_failed_pickles_without_its_unit():
         "exit code 3: boom"
     assert (back.uid, back.exit_code, back.stderr, back.unit) == \
         ("unit.000007", 3, "boom", None)
+
+
+def test_outcomes_from_the_wire_share_node_lists_and_small_results():
+    from rp_executor.outcome import Ending, Outcome
+    # distinct objects each, as msgpack makes them
+    made = [Outcome(Ending.DONE, 0, "", "", bytes(bytearray(b"\x80\x05N.")), None, None,
+                    None, 1.0, 2.0, ["node-a", "node-b"]).to_wire() for _ in range(3)]
+    assert made[0][4] is not made[1][4]
+    back = [Outcome.from_wire(list(m)) for m in made]
+    assert all(o.nodes == ["node-a", "node-b"] and o.result == b"\x80\x05N." for o in back)
+    assert back[0].nodes is back[1].nodes is back[2].nodes
+    assert back[0].result is back[1].result
+    big = Outcome.from_wire([Ending.DONE.value, 0, "", "", b"x" * 100, None, None, None,
+                             1.0, 2.0, []])
+    assert big.result == b"x" * 100 and big.nodes == []
