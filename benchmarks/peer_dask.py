@@ -7,15 +7,17 @@ import time
 from typing import Any, Iterator
 
 from benchmarks.payloads import noop
-from benchmarks.timing import rate, round_trips
+from benchmarks.timing import peak_rss_mb, rate, round_trips
 
 
 @contextlib.contextmanager
-def connected(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
+def connected(timeout: float, close_timeout: float | None = None
+              ) -> Iterator[tuple[Any, dict[str, float]]]:
     """Start a LocalCluster and a Client; yield ``(client, timings)`` after a first result.
 
     ``timings`` holds ``dask_first_result_s``: from the ``LocalCluster`` call until
-    the first no-op's result. Cluster and client are closed on the way out.
+    the first no-op's result. Cluster and client are closed on the way out, each
+    given ``close_timeout`` seconds when set (Dask's default otherwise).
     """
     from distributed import Client, LocalCluster
 
@@ -29,9 +31,9 @@ def connected(timeout: float) -> Iterator[tuple[Any, dict[str, float]]]:
             t1 = time.perf_counter()
             yield client, {"dask_first_result_s": t1 - t0}
         finally:
-            client.close()
+            client.close(**({} if close_timeout is None else {"timeout": close_timeout}))
     finally:
-        cluster.close()
+        cluster.close(**({} if close_timeout is None else {"timeout": close_timeout}))
 
 
 def startup(n: int, timeout: float) -> dict[str, float]:
@@ -57,3 +59,38 @@ def latency(n: int, timeout: float) -> dict[str, float]:
     with connected(timeout) as (client, _timings):
         return round_trips("dask", n, lambda i: client.submit(noop, i, pure=False)
                            .result(timeout=timeout))
+
+
+#: Seconds :func:`million` leaves of its limit for closing a cluster that still holds
+#: tasks (the driver kills the job's process at its own limit).
+CLOSE_S = 60
+
+
+def million(n: int, timeout: float) -> dict[str, Any]:
+    """``client.map`` over ``n`` no-ops, then wait for all: wall time, throughput and
+    the peak RSS of this process (the client and LocalCluster's scheduler).
+
+    The map and the wait share one deadline, ``timeout`` less :data:`CLOSE_S`; when
+    it passes, throughput and wall time are left out and ``dask_million_dnf_s`` says
+    how long was waited, with the number of tasks finished by then.
+    """
+    from distributed import wait
+
+    budget = max(1.0, timeout - CLOSE_S)
+    with connected(timeout, close_timeout=CLOSE_S) as (client, _timings):
+        t0 = time.perf_counter()
+        futures = client.map(noop, range(n))
+        t1 = time.perf_counter()
+        values: dict[str, Any] = {"dask_million_n": n, "dask_million_submit_s": t1 - t0}
+        try:
+            wait(futures, timeout=max(0.0, budget - (t1 - t0)))
+        except TimeoutError:
+            values["dask_million_dnf_s"] = budget
+            client.cancel(futures)   # so that the cluster closes without running them
+        else:
+            t2 = time.perf_counter()
+            values.update({"dask_million_tput": rate(n, t2 - t0),
+                           "dask_million_wall_s": t2 - t0})
+        values["dask_million_finished"] = sum(f.status == "finished" for f in futures)
+        values["dask_million_peak_rss_mb"] = peak_rss_mb()
+        return values
