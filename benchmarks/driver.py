@@ -87,7 +87,10 @@ def run_job(job: plan.Job) -> Outcome:
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             out, err = proc.communicate()
+            # the table then says the peer did not finish, where it reads its values
             return Outcome(job, "error", wall_s=time.perf_counter() - t0,
+                           values={f"{job.peer}_{job.measurement}{report.DNF_SUFFIX}":
+                                   job.timeout_s},
                            reason=f"timed out after {job.timeout_s:g} s; stderr: {_tail(err)}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import threading
 import shutil
 import tempfile
 import time
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from benchmarks.cpu import CpuMeter
 from benchmarks.payloads import noop
-from benchmarks.timing import peak_rss_mb, rate, round_trips
+from benchmarks.timing import peak_rss_mb, rate, round_trips, rss_mb
 
 
 class Unavailable(Exception):
@@ -64,14 +66,17 @@ def ram_dir() -> str | None:
 
 
 @contextlib.contextmanager
-def pilot_session(timeout: float, sandbox_in: str | None = None
+def pilot_session(timeout: float, sandbox_in: str | None = None,
+                  on_closed: Callable[[Any], None] | None = None
                   ) -> Iterator[tuple[Any, dict[str, float]]]:
     """Open a session with an ACTIVE 2-core local pilot; yield ``(umgr, timings)``.
 
     ``timings`` holds ``rp_session_s`` (Session() construction) and
     ``rp_startup_s`` (``submit_pilots`` until the pilot is PMGR_ACTIVE). The session
     and the pilot sandbox live in a new temporary directory (under ``sandbox_in``
-    when given), removed on the way out with the closed session.
+    when given), removed on the way out with the closed session; ``on_closed``, when
+    given, is called with the session after it closed and before its directory is
+    removed (to read what it left there).
 
     :raises RuntimeError: the pilot did not become ACTIVE within ``timeout`` seconds.
     """
@@ -105,8 +110,12 @@ def pilot_session(timeout: float, sandbox_in: str | None = None
         umgr.register_callback(count_states)
         yield umgr, {"rp_session_s": t1 - t0, "rp_startup_s": t3 - t2}
     finally:
-        session.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            session.close()
+            if on_closed is not None:
+                on_closed(session)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_done(units: list, what: str) -> None:
@@ -218,3 +227,72 @@ def queue(n: int, timeout: float) -> dict[str, float]:
             bad = next(u for u in units if u.state != rp.DONE)
             values["rp_queue_first_not_done"] = f"{bad.uid} {bad.state}: {bad.stderr!r}"[:300]
         return values
+
+
+#: :func:`million` submits its units in lists of this many.
+MILLION_CHUNK = 100_000
+
+
+def journal_bytes(session: Any) -> int:
+    """The size of a session's journal on disk: the SQLite file and its write-ahead
+    log (0 for a file that is not there; a closed session has folded its log in)."""
+    path = Path(session.journal.path)
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
+               if p.exists())
+
+
+def million(n: int, timeout: float) -> dict[str, Any]:
+    """Run ``n`` no-op function units through one session with callbacks on,
+    submitted in lists of :data:`MILLION_CHUNK`; the client keeps no list of its
+    own. Wall time from the first submit until a state callback saw the last unit
+    end; client peak RSS and what grew over the RSS before the first submit, per
+    unit; the journal's bytes per unit after the session closed; how many units
+    ended DONE, as ``wait_units`` reports them.
+
+    When the units have not all ended within ``timeout`` seconds, ``rp_million_tput``
+    and the wall time are left out and ``rp_million_dnf_s`` says how long was waited.
+    """
+    rp = _rp()
+    function_cud()
+    final = {rp.DONE, rp.FAILED, rp.CANCELED}
+    ended = {"done": 0, "final": 0}
+    all_ended = threading.Event()
+
+    def count_final(unit: Any, state: str) -> None:
+        # one callback thread runs every callback, so the counts need no lock
+        if state in final:
+            ended["final"] += 1
+            ended["done"] += state == rp.DONE
+            if ended["final"] >= n:
+                all_ended.set()
+
+    values: dict[str, Any] = {"rp_million_n": n}
+
+    def closed(session: Any) -> None:
+        values["rp_million_journal_bytes"] = journal_bytes(session)
+        values["rp_million_journal_per_unit"] = values["rp_million_journal_bytes"] / n
+
+    with pilot_session(timeout, on_closed=closed) as (umgr, _timings):
+        umgr.register_callback(count_final)
+        before_mb = rss_mb()
+        t0 = time.perf_counter()
+        for start in range(0, n, MILLION_CHUNK):
+            umgr.submit_units([function_cud(i)
+                               for i in range(start, min(n, start + MILLION_CHUNK))])
+        t1 = time.perf_counter()
+        finished = all_ended.wait(max(0.0, timeout - (t1 - t0)))
+        t2 = time.perf_counter()
+        peak_mb = peak_rss_mb()
+        if finished:
+            values["rp_million_tput"] = rate(n, t2 - t0)
+            values["rp_million_wall_s"] = t2 - t0
+        else:
+            values["rp_million_dnf_s"] = timeout
+        # wait_units' own account of the states, independent of the callbacks
+        states = collections.Counter(umgr.wait_units(timeout=0 if not finished else 60))
+        values.update({
+            "rp_million_submit_s": t1 - t0, "rp_million_done": states.get(rp.DONE, 0),
+            "rp_million_callback_done": ended["done"], "rp_million_states": dict(states),
+            "rp_million_peak_rss_mb": peak_mb, "rp_million_rss_before_mb": before_mb,
+            "rp_million_mem_per_unit": (peak_mb - before_mb) * 2**20 / n})
+    return values

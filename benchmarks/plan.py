@@ -103,6 +103,13 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("queue", 100_000, 600, (
         ("rp", "benchmarks.peer_rp:queue"),
     ), "no-op function units queued in one session: all DONE, wall time, client peak RSS"),
+    Measurement("million", 1_000_000, 900, (
+        ("rp", "benchmarks.peer_rp:million"),
+        ("dask", "benchmarks.peer_dask:million"),
+    ), "no-op function units through one session with callbacks on, submitted in lists "
+       "of 100,000: throughput, client peak RSS, bytes per unit in client memory and in "
+       "the journal, all DONE; Dask's client.map of the same N on LocalCluster (2 "
+       "workers), 'did not finish' past its limit"),
 )}
 
 

@@ -3,6 +3,10 @@
 Everything here is a pure function of the flat ``results`` dict that the jobs
 return (``rp_fn_tput``, ``htex_latency_ms``, ...), and of each round's dict when
 a measurement runs more than once, so it is testable without running anything.
+
+A peer that ran out of time says so with ``<peer>_<measurement>_dnf_s`` (e.g.
+``dask_million_dnf_s``: the seconds it was given); its values that are missing then
+show as "did not finish in N s" rather than n/a.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ ROWS: tuple[Row, ...] = (
     Row("fn_tput", "fn_tput_vs_htex", "rp_fn_tput", "tasks/s", ("htex_fn_tput",),
         ("rp_fn_tput", "htex_fn_tput"), ">=", 10.0),
     Row("fn_tput", "fn_tput_vs_ppe", "rp_fn_tput", "tasks/s", ("ppe_fn_tput",),
-        ("rp_fn_tput", "ppe_fn_tput"), ">=", 1.0),
+        ("rp_fn_tput", "ppe_fn_tput"), ">=", 1.5),
     Row("fn_tput", "fn_tput_vs_dask", "rp_fn_tput", "tasks/s", ("dask_fn_tput",),
         ("rp_fn_tput", "dask_fn_tput")),
     Row("latency", "latency_vs_htex", "rp_latency_ms", "ms",
@@ -76,12 +80,15 @@ ROWS: tuple[Row, ...] = (
         ("client_latency_ms", "dask_latency_ms")),
     Row("latency", "exec_latency", "rp_exec_latency_ms", "ms", ("rp_exec_latency_p90_ms",)),
     Row("exec_tput", "exec_tput_vs_raw", "rp_exec_tput", "tasks/s", ("raw_exec_tput",),
-        ("rp_exec_tput", "raw_exec_tput"), ">=", 0.8),
+        ("rp_exec_tput", "raw_exec_tput")),
     # CPU per unit, all processes: on 2 busy cores, raw's over rp's bounds the ratio above
     Row("exec_tput", "exec_cpu_ceiling", "rp_exec_tput_cpu_total_us", "us/unit",
         ("raw_exec_tput_cpu_total_us", "rp_exec_tput_cpu_units_us",
          "raw_exec_tput_cpu_units_us"),
         ("raw_exec_tput_cpu_total_us", "rp_exec_tput_cpu_total_us")),
+    # how close the throughput ratio comes to the bound its CPU per unit sets
+    Row("exec_tput", "exec_tput_vs_ceiling", "exec_tput_vs_raw", "x raw",
+        ("exec_cpu_ceiling",), ("exec_tput_vs_raw", "exec_cpu_ceiling"), ">=", 0.9),
     Row("exec_tput", "exec_tput_disk", "rp_disk_exec_tput", "tasks/s", ("raw_exec_tput",),
         ("rp_disk_exec_tput", "raw_exec_tput")),
     Row("parsl_tput", "parsl_tput_vs_htex", "rpex_fn_tput", "tasks/s", ("htex_fn_tput",),
@@ -103,7 +110,29 @@ ROWS: tuple[Row, ...] = (
         ("rp_queue_done", "rp_queue_n"), ">=", 1.0),
     Row("queue", "queue_peak_rss", "rp_queue_peak_rss_mb", "MB", (), None, "<=", 600.0, "value"),
     Row("queue", "queue_wall", "rp_queue_wall_s", "s", ("rp_queue_tput",)),
+    Row("million", "million_tput", "rp_million_tput", "tasks/s", ("dask_million_tput",),
+        ("rp_million_tput", "dask_million_tput"), ">=", 20_000.0, "value"),
+    Row("million", "million_wall", "rp_million_wall_s", "s", ("dask_million_wall_s",)),
+    Row("million", "million_peak_rss", "rp_million_peak_rss_mb", "MB",
+        ("dask_million_peak_rss_mb",)),
+    Row("million", "million_mem_per_unit", "rp_million_mem_per_unit", "B/unit",
+        ("rp_million_rss_before_mb",)),
+    Row("million", "million_journal_per_unit", "rp_million_journal_per_unit", "B/unit",
+        (), None, "<=", 300.0, "value"),
+    Row("million", "million_all_done", "rp_million_done", "units", ("rp_million_n",),
+        ("rp_million_done", "rp_million_n"), ">=", 1.0),
 )
+
+#: Results computed from other results, in this order (one may use one before it):
+#: name -> ``(numerator, denominator)``. They are computed for each round, so that a
+#: row with a ratio of them takes the median of the rounds' ratios as any other.
+DERIVED: dict[str, tuple[str, str]] = {
+    "exec_tput_vs_raw": ("rp_exec_tput", "raw_exec_tput"),
+    "exec_cpu_ceiling": ("raw_exec_tput_cpu_total_us", "rp_exec_tput_cpu_total_us"),
+}
+
+#: The ending of the key by which a peer says it ran out of time (see the module doc).
+DNF_SUFFIX = "_dnf_s"
 
 
 def _numeric(value: Any) -> bool:
@@ -119,6 +148,33 @@ def ratio(results: dict[str, Any], num: str, den: str) -> float | None:
     """Return ``results[num] / results[den]``, or None if either is missing or den is 0."""
     a, b = _number(results, num), _number(results, den)
     return a / b if a is not None and b else None
+
+
+def derive(results: dict[str, Any],
+           derived: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Return ``results`` with the :data:`DERIVED` ratios (or ``derived``) added, each
+    where both its numbers are there; the results' own keys are kept as they are."""
+    out = dict(results)
+    for name, (num, den) in (DERIVED if derived is None else derived).items():
+        if name not in results:
+            r = ratio(out, num, den)
+            if r is not None:
+                out[name] = r
+    return out
+
+
+def did_not_finish(results: dict[str, Any], key: str) -> float | None:
+    """The seconds a peer was given when ``key`` is missing because the peer ran out
+    of time (``<prefix of key>_dnf_s`` is there, e.g. ``dask_million_dnf_s`` for
+    ``dask_million_tput``), else None."""
+    if _number(results, key) is not None:
+        return None
+    parts = key.split("_")
+    for end in range(len(parts), 0, -1):
+        seconds = _number(results, "_".join(parts[:end]) + DNF_SUFFIX)
+        if seconds is not None:
+            return seconds
+    return None
 
 
 def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,17 +208,20 @@ def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
     for row in rows:
         if keep is not None and row.measurement not in keep:
             continue
-        mine = (rounds or {}).get(row.measurement, [])
-        values = {**results, **medians(mine)} if mine else results
+        mine = [derive(v) for v in (rounds or {}).get(row.measurement, [])]
+        values = {**derive(results), **medians(mine)}
         value = _number(values, row.key)
+        dnf = {k: s for k in (row.key, *row.peers)
+               if (s := did_not_finish(values, k)) is not None}
         r = ratio(values, *row.ratio) if row.ratio else None
         per_round = [x for x in (ratio(v, *row.ratio) for v in mine)
                      if x is not None] if row.ratio else []
         if len(per_round) > 1:
             r = statistics.median(per_round)
         tested = r if row.on == "ratio" else value
-        passed = None if row.op is None or tested is None else \
-            bool(_OPS[row.op](tested, row.bound))
+        passed = None if row.op is None else \
+            False if row.key in dnf else \
+            None if tested is None else bool(_OPS[row.op](tested, row.bound))
         out.append({
             "measurement": row.measurement, "name": row.name, "key": row.key,
             "value": value, "unit": row.unit,
@@ -170,6 +229,7 @@ def evaluate(results: dict[str, Any], measurements: Iterable[str] | None = None,
             "ratio_of": "/".join(row.ratio) if row.ratio else None, "ratio": r,
             "ratio_rounds": per_round if len(per_round) > 1 else None,
             "target": row.target_text() or None, "pass": passed,
+            "did_not_finish": dnf or None,
         })
     return out
 
@@ -199,12 +259,19 @@ def _peer_name(key: str) -> str:
     """``htex_latency_ms`` -> ``htex``; ``rp_exec_latency_p90_ms`` -> ``rp_exec p90``."""
     for suffix in ("_first_result_s", "_fn_tput", "_exec_tput", "_latency_p90_ms",
                    "_latency_ms", "_queue_n", "_queue_tput", "_map_tput", "_array_tput",
-                   "_start_s"):
+                   "_start_s", "_million_tput", "_million_wall_s", "_million_peak_rss_mb",
+                   "_million_rss_before_mb", "_million_n"):
         if key.endswith(suffix):
             head = key[: -len(suffix)]
             return {"_latency_p90_ms": f"{head} p90", "_queue_n": "of",
-                    "_queue_tput": "tasks/s"}.get(suffix, head)
+                    "_queue_tput": "tasks/s", "_million_n": "of",
+                    "_million_rss_before_mb": "MB before"}.get(suffix, head)
     return key
+
+
+def _shown(key: str, value: float | None, dnf: dict[str, float]) -> str:
+    """A value as the table shows it: the number, or that its peer did not finish."""
+    return f"did not finish in {dnf[key]:g} s" if key in dnf else fmt(value)
 
 
 def table(evaluated: list[dict[str, Any]]) -> str:
@@ -212,13 +279,15 @@ def table(evaluated: list[dict[str, Any]]) -> str:
     header = ("name", "value", "unit", "peer values", "ratio", "target", "pass")
     lines = [header]
     for e in evaluated:
-        peers = "  ".join(f"{_peer_name(k)}={fmt(v)}" for k, v in e["peers"].items())
+        dnf = e.get("did_not_finish") or {}
+        peers = "  ".join(f"{_peer_name(k)}={_shown(k, v, dnf)}"
+                          for k, v in e["peers"].items())
         passed = "" if e["target"] is None else \
             ("n/a" if e["pass"] is None else ("PASS" if e["pass"] else "FAIL"))
         shown = "" if e["ratio_of"] is None else fmt(e["ratio"])
         if e.get("ratio_rounds"):
             shown += " (" + " ".join(fmt(x) for x in e["ratio_rounds"]) + ")"
-        lines.append((e["name"], fmt(e["value"]), e["unit"], peers, shown,
+        lines.append((e["name"], _shown(e["key"], e["value"], dnf), e["unit"], peers, shown,
                       e["target"] or "", passed))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
@@ -231,7 +300,8 @@ def summary(results: dict[str, Any], evaluated: list[dict[str, Any]],
             **extra: Any) -> dict[str, Any]:
     """Return the JSON summary: results, ratios, targets with pass/fail, and ``extra``."""
     targets = {e["name"]: {"target": e["target"], "ratio": e["ratio"], "value": e["value"],
-                           "pass": e["pass"], "ratio_rounds": e.get("ratio_rounds")}
+                           "pass": e["pass"], "ratio_rounds": e.get("ratio_rounds"),
+                           "did_not_finish": e.get("did_not_finish")}
                for e in evaluated if e["target"] is not None}
     return {"bench": "rp-executor", **extra, "results": results,
             "ratios": ratios(evaluated), "targets": targets,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import shutil
 import statistics
@@ -72,6 +73,17 @@ def peak_rss_mb() -> float:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return maxrss / 1024.0 if sys.platform != "darwin" else maxrss / 2**20
+
+
+def rss_mb() -> float:
+    """Return this process's resident set size now, in MB (``/proc/self/statm``);
+    where there is no ``/proc``, the peak (:func:`peak_rss_mb`) stands in."""
+    try:
+        with open("/proc/self/statm") as f:
+            resident_pages = int(f.read().split()[1])
+    except OSError:
+        return peak_rss_mb()
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 MEASURED_KEYS = ("rp_startup_s", "htex_first_result_s", "dask_first_result_s",
@@ -32,7 +34,7 @@ def test_quick_startup_and_exec_tput_print_positive_numbers(tmp_path):
     for key in MEASURED_KEYS:
         assert isinstance(results.get(key), (int, float)) and results[key] > 0, (key, results)
     assert summary["ratios"]["rp_exec_tput/raw_exec_tput"] > 0
-    assert set(summary["targets"]) == {"startup_abs", "startup_vs_htex", "exec_tput_vs_raw"}
+    assert set(summary["targets"]) == {"startup_abs", "startup_vs_htex", "exec_tput_vs_ceiling"}
     assert all(isinstance(t["pass"], bool) for t in summary["targets"].values())
     assert json.loads(json_out.read_text()) == summary
     assert "startup_vs_htex" in proc.stdout  # the table came before the JSON line
@@ -48,11 +50,14 @@ def test_unknown_measurement_is_refused_with_the_known_names():
 def test_report_passes_misses_and_leaves_unmeasured_targets_open():
     from benchmarks import report
 
-    results = {"rp_fn_tput": 5000.0, "htex_fn_tput": 1000.0, "ppe_fn_tput": 4000.0,
+    results = {"rp_fn_tput": 5000.0, "htex_fn_tput": 1000.0, "ppe_fn_tput": 3000.0,
                "rp_queue_done": 10, "rp_queue_n": 10, "rp_queue_peak_rss_mb": 700.0}
     rows = {e["name"]: e for e in report.evaluate(results, {"fn_tput", "queue", "latency"})}
     assert rows["fn_tput_vs_htex"]["ratio"] == 5.0 and rows["fn_tput_vs_htex"]["pass"] is False
-    assert rows["fn_tput_vs_ppe"]["pass"] is True
+    assert rows["fn_tput_vs_ppe"]["pass"] is True   # 1.67 >= 1.5
+    assert [r for r in report.evaluate({"rp_fn_tput": 5000.0, "ppe_fn_tput": 4000.0},
+                                       {"fn_tput"}) if r["name"] == "fn_tput_vs_ppe"
+            ][0]["pass"] is False                   # 1.25
     assert rows["queue_all_done"]["pass"] is True
     assert rows["queue_peak_rss"]["pass"] is False
     assert rows["latency_vs_htex"]["pass"] is None  # not measured: neither pass nor fail
@@ -106,3 +111,59 @@ def test_dask_cluster_rows_compare_throughput_and_start_up_with_localcluster():
     assert rows["dask_cluster_start_vs_local"]["ratio"] == 1.5
     assert rows["dask_cluster_start_vs_local"]["pass"] is True
     assert "localcluster=540" in report.table(list(rows.values()))
+
+
+def test_exec_tput_is_held_against_the_ceiling_its_cpu_per_unit_sets_median_of_rounds():
+    from benchmarks import report
+
+    def one(rp, raw, rp_us, raw_us):
+        return {"rp_exec_tput": rp, "raw_exec_tput": raw,
+                "rp_exec_tput_cpu_total_us": rp_us, "raw_exec_tput_cpu_total_us": raw_us}
+
+    per_round = [one(800.0, 1000.0, 2000.0, 1600.0),    # 0.8 of raw, ceiling 0.8: 1.0
+                 one(600.0, 1000.0, 2000.0, 1500.0),    # 0.6, ceiling 0.75: 0.8
+                 one(900.0, 1000.0, 2000.0, 1900.0)]    # 0.9, ceiling 0.95: 0.947
+    rows = {e["name"]: e for e in report.evaluate(
+        report.medians(per_round), {"exec_tput"}, rounds={"exec_tput": per_round})}
+    vs_raw, ceiling = rows["exec_tput_vs_raw"], rows["exec_tput_vs_ceiling"]
+    assert vs_raw["target"] is None and vs_raw["pass"] is None   # information now
+    assert ceiling["ratio_rounds"] == pytest.approx([1.0, 0.8, 0.9 / 0.95])
+    assert ceiling["ratio"] == pytest.approx(0.9 / 0.95) and ceiling["pass"] is True
+    assert ceiling["value"] == pytest.approx(0.8)                # median of 0.8, 0.6, 0.9
+    assert ceiling["peers"] == {"exec_cpu_ceiling": pytest.approx(0.8)}
+
+    # one round, as --quick runs it: the same ratio of ratios from the results alone
+    row = [e for e in report.evaluate(one(600.0, 1000.0, 2000.0, 1500.0), {"exec_tput"})
+           if e["name"] == "exec_tput_vs_ceiling"][0]
+    assert row["ratio"] == pytest.approx(0.8) and row["pass"] is False
+    assert report.derive({"rp_exec_tput": 1.0}) == {"rp_exec_tput": 1.0}  # nothing to derive
+
+
+def test_million_rows_show_a_peer_out_of_time_as_did_not_finish():
+    from benchmarks import plan, report
+
+    assert [(j.peer, j.n) for j in plan.jobs(["million"], quick=True)] == \
+        [("rp", 1_000_000 // plan.QUICK_DIVISOR), ("dask", 1_000_000 // plan.QUICK_DIVISOR)]
+    results = {"rp_million_n": 1000, "rp_million_done": 1000, "rp_million_tput": 25_000.0,
+               "rp_million_wall_s": 0.04, "rp_million_peak_rss_mb": 90.0,
+               "rp_million_mem_per_unit": 2900.0, "rp_million_journal_per_unit": 280.0,
+               "dask_million_dnf_s": 660.0, "dask_million_peak_rss_mb": 4000.0}
+    rows = {e["name"]: e for e in report.evaluate(results, {"million"})}
+    assert rows["million_tput"]["pass"] is True and rows["million_tput"]["ratio"] is None
+    assert rows["million_tput"]["did_not_finish"] == {"dask_million_tput": 660.0}
+    assert rows["million_peak_rss"]["did_not_finish"] is None   # dask's peak is measured
+    assert rows["million_journal_per_unit"]["pass"] is True
+    assert rows["million_all_done"]["pass"] is True
+    text = report.table(list(rows.values()))
+    assert "dask=did not finish in 660 s" in text and "dask=4,000" in text
+
+    # rp out of time misses its targets, also those it has no value for, rather than
+    # leaving them open; a row of another measurement stays open
+    mine = {"rp_million_n": 1000, "rp_million_done": 10, "rp_million_dnf_s": 720.0}
+    rows = {e["name"]: e for e in report.evaluate(mine, {"million", "queue"})}
+    assert rows["million_tput"]["pass"] is False and rows["million_all_done"]["pass"] is False
+    assert rows["million_journal_per_unit"]["pass"] is False
+    assert rows["queue_peak_rss"]["pass"] is None
+    assert "did not finish in 720 s" in report.table([rows["million_tput"]])
+    assert report.did_not_finish({"rp_million_tput": 1.0, "rp_million_dnf_s": 5.0},
+                                 "rp_million_tput") is None     # a value beats the marker
