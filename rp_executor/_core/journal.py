@@ -61,12 +61,48 @@ _repr = reprlib.Repr()
 _repr.maxother = _repr.maxstring = 200
 
 
-def _batch_row(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, bytes]]:
+def _entries(rows: list[tuple]) -> list[list]:
+    """``[uid, 'S1,S2', 't1,t2']`` entries (one time when all the states share it)
+    of ``(kind, uid, states, stamps)`` rows whose states and times may be lists. A
+    float's text is made once per row: the units of one report share their times."""
+    texts: dict[float, str] = {}
+
+    def text(t: float) -> str:
+        out = texts.get(t)
+        if out is None:
+            out = texts[t] = repr(float(t))
+        return out
+
+    out = []
+    for _, uid, names, stamps in rows:
+        if type(names) is not str:
+            names = ",".join(names)
+        t = type(stamps)
+        if t is list:
+            stamps = ",".join([text(x) for x in stamps])
+        elif t is not str:
+            stamps = text(stamps)
+        out.append([uid, names, stamps])
+    return out
+
+
+def stamps_of(names: str, stamps: str | float | list) -> list[float]:
+    """The time of each state of a journal entry, as floats."""
+    if type(stamps) is str:
+        times = [float(t) for t in stamps.split(",")]
+    elif type(stamps) is list:
+        times = stamps
+    else:
+        times = [float(stamps)]
+    return times * (names.count(",") + 1) if len(times) == 1 else times
+
+
+def _batch_row(rows: list[tuple]) -> list[tuple[str, bytes]]:
     """One transitions row for the entries of one ``add_transitions`` call (one kind):
     their JSON, compressed (zlib, fastest level). uids, state names and timestamps
     repeat from entry to entry, so a no-op unit's whole history takes ~25 bytes
     instead of ~600 as text."""
-    text = json.dumps([row[1:] for row in rows], separators=(",", ":"))
+    text = json.dumps(_entries(rows), separators=(",", ":"))
     return [(rows[0][0], zlib.compress(text.encode(), 1))]
 
 
@@ -295,12 +331,14 @@ class Journal:
                      "result = ?, result_file = ?, exception = ?, traceback = ? "
                      "WHERE uid = ?", rows)
 
-    def add_transitions(self, rows: list[tuple[str, str, str, str]]) -> None:
+    def add_transitions(self, rows: list[tuple]) -> None:
         """Record ``(kind, uid, states, stamps)`` entries, in the order given.
 
-        An entry holds the states one object passed in one step, comma-separated, and
-        their timestamps likewise (``repr`` of the float; a single one when all the
-        states share it). The entries of one call, one batch of a manager's state
+        An entry holds the states one object passed in one step (a list, or text,
+        comma-separated) and their timestamps (a list of floats, text likewise made of
+        their ``repr``, or a single float or text when all the states share it). The
+        lists must not change once given: they are made into text on the writer
+        thread. The entries of one call, one batch of a manager's state
         changes, are one database row (JSON), which costs the writer about half of
         what a row (and an index entry) per entry did. :meth:`transitions` reads them
         back one transition at a time.
@@ -346,10 +384,8 @@ class Journal:
                 for who, states, stamps in entries_of(entries):
                     if uid is not None and who != uid:
                         continue
-                    names, times = states.split(","), [float(t) for t in stamps.split(",")]
-                    if len(times) == 1:
-                        times = times * len(names)
-                    out.extend((kind, who, state, ts) for state, ts in zip(names, times))
+                    out.extend((kind, who, state, ts) for state, ts in
+                               zip(states.split(","), stamps_of(states, stamps)))
             return out
         finally:
             db.close()

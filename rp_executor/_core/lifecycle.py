@@ -289,11 +289,11 @@ class Manager:
             if first is not None:
                 obj._state = current
                 names = history[start::2]
-                # one journal row per object and batch: its states and their times (one
-                # time when they share it, as states reported together mostly do)
-                stamps = repr(first) if same else \
-                    ",".join([repr(t) for t in history[start + 1::2]])
-                rows.append((kind, obj._uid, ",".join(names), stamps))
+                # one journal entry per object and batch: its states and their times
+                # (one time when they share it, as states reported together mostly
+                # do), made into text on the journal's writer thread
+                rows.append((kind, obj._uid, names,
+                             first if same else history[start + 1::2]))
                 fired.append((obj, names))
         if rows:
             self._session._journal.add_transitions(rows)

@@ -27,7 +27,7 @@ from typing import Iterator
 
 from rp_executor import states
 from rp_executor._core import sessiondir
-from rp_executor._core.journal import entries_of
+from rp_executor._core.journal import entries_of, stamps_of
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class SessionModel:
                     pilot = self.pilots.get(uid)
                     if pilot is None:
                         continue
-                    for state, ts in zip(names.split(","), _stamps(names, stamps)):
+                    for state, ts in zip(names.split(","), stamps_of(names, stamps)):
                         pilot.history.append((state, ts))
                         pilot.state = state
         return touched
@@ -340,10 +340,14 @@ class SessionModel:
                     continue
                 i = index[uid]
                 columns, codes[i] = self._decode(names)
-            if "," in stamps:
+            t = type(stamps)
+            if t is list:       # a time per state (as JSON numbers)
+                for column, ts in zip(columns, stamps):
+                    column[i] = ts
+            elif t is str and "," in stamps:    # text, as older journals hold it
                 for column, ts in zip(columns, stamps.split(",")):
                     column[i] = float(ts)
-            else:
+            else:               # one time for all the states
                 ts = float(stamps)
                 for column in columns:
                     column[i] = ts
@@ -479,11 +483,6 @@ def _load(text: str | None) -> dict:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _stamps(names: str, stamps: str) -> list[float]:
-    times = [float(t) for t in stamps.split(",")]
-    return times * (names.count(",") + 1) if len(times) == 1 else times
 
 
 def _runs(indices: list[int], gap: int) -> Iterator[tuple[int, int]]:
