@@ -280,9 +280,7 @@ class UnitManager(Manager):
                 self._queued.add(u.uid)
             if staged:
                 self._staging.add(staged)
-            self._advance([(u, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
-                           for u in units])
-            self._schedule(units)
+            self._schedule(units, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
         return units
 
     def _forget(self, uids: list[str]) -> None:
@@ -387,8 +385,26 @@ class UnitManager(Manager):
 
     # binding ------------------------------------------------------------------------
 
-    def _schedule(self, units: list[ComputeUnit]) -> None:
-        """Bind units to pilots and hand them on (lock held)."""
+    def _schedule(self, units: list[ComputeUnit], first: tuple | None = None) -> None:
+        """Bind units to pilots and hand them on (lock held).
+
+        ``first``: the NEW and UMGR_SCHEDULING_PENDING steps of units just created.
+        Those bound now take them in the same advance as their binding (one journal
+        entry and one callback batch per unit, not two); the others take them alone.
+        """
+        if first is not None and self._staging.plans:
+            self._advance([(u, first) for u in units])   # staging advances them itself
+            first = None
+        try:
+            self._bind(units, first)
+        finally:
+            if first is not None:
+                fresh = [u for u in units if u._state is None]
+                if fresh:
+                    self._advance([(u, first) for u in fresh])
+
+    def _bind(self, units: list[ComputeUnit], first: tuple | None) -> None:
+        """:meth:`_schedule`'s binding (lock held)."""
         if self._uncallable:
             units = self._callable(units)
         if self._late and self._unbound:
@@ -440,7 +456,12 @@ class UnitManager(Manager):
             self._session._journal.bind_units(pilot.uid, [u.uid for u in group])
             if self._staging.plans:
                 group = self._staging.stage_in(pilot, group, now)
-            self._advance([(u, steps) for u in group])
+            if first is None:
+                self._advance([(u, steps) for u in group])
+            else:
+                with_first = first + steps
+                self._advance([(u, steps if u._state is not None else with_first)
+                               for u in group])
             pilot._send_units([wire.unit_form(u) for u in group])
 
     def _callable(self, units: list[ComputeUnit]) -> list[ComputeUnit]:
