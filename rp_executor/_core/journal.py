@@ -423,6 +423,9 @@ class Journal:
                     self._commit([item])
             for event in events:
                 event.set()
+            # what was written is not kept while the writer waits for more: a batch
+            # after a backlog may hold the rows of a hundred thousand units
+            batch = writes = events = []
 
     def _commit(self, writes: list) -> bool:
         """Run ``writes`` in one transaction; False (and the error kept for the next

@@ -476,3 +476,4 @@ class CallbackThread:
                 fn(*args)
             except Exception:
                 log.exception("callback %s failed", getattr(fn, "__qualname__", fn))
+            item = fn = args = None   # the call's units are not held while it waits
