@@ -318,25 +318,31 @@ class Agent:
 
     def _queue(self) -> None:
         """Queue the function units at the head of the line behind the units that
-        the workers run, one per worker, so that a worker goes on to its next unit
-        without waiting for this loop.
+        the workers run, spread evenly over the workers, as many per worker as the
+        pool's ``depth`` (more when units are short), so that a worker goes on to
+        its next units without waiting for this loop.
 
         Only while more units wait than there are workers (a unit queued behind a
         long one may wait for it while another worker frees up; in a long line that
         costs little, at its end it would), and only units of one core without GPUs
         or threads, in order: the first unit that is not one stops it."""
-        queued = []
         pool, waiting = self.pool, self.waiting
+        room = pool.queue_room()
+        if not room:
+            return
+        batch = []
         for uid, unit in waiting.items():
             d = unit["description"]
             if "function" not in unit or (d and not _plain(d)):
                 break
-            if not pool.queue(uid, unit["function"], unit["args"], name=d.get("name")):
+            batch.append((uid, unit["function"], unit["args"], d.get("name")))
+            if len(batch) == room:
                 break
-            queued.append(uid)
-            self._step(uid, _QUEUED)
-        for uid in queued:
+        taken = pool.queue_many(batch)
+        step = self._step
+        for uid, *_ in batch[:taken]:
             del waiting[uid]
+            step(uid, _QUEUED)
 
     def _finished(self, results: list[Finished], cause: str | None = None) -> None:
         for res in results:

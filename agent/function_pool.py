@@ -12,14 +12,18 @@ unit it was running, and is replaced by a fresh one.  A unit handed to a worker
 that died before it read the unit (killed while idle, just before the pool
 noticed) never ran: it goes to the fresh worker instead, once.
 
-Under load a busy worker also holds one queued unit (``queue``), which it
-starts the moment its unit ends, without waiting for the agent's loop; its reply
-names the unit it starts next.  A queued unit never runs in a worker that was
-killed or died before it: it goes to the fresh one.
+Under load a busy worker also holds queued units (``queue_many``), which it
+starts one after the other the moment the unit before ends, without waiting for
+the agent's loop; each reply names the unit it starts next.  How many a worker
+holds (``queue_depth``) follows the recent mean duration of the units: enough to
+cover a few milliseconds of work when they are short, one when they are long.  A
+queued unit never runs in a worker that was killed or died before it: it goes to
+the fresh one.
 """
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import logging
 import os
@@ -37,12 +41,12 @@ from pathlib import Path
 from .executing import _visible_devices
 from .output import tail
 from .scheduler import Slots
-from .worker import HEADER, PROTOCOL, FrameReader, write_frame
+from .worker import HEADER, PROTOCOL, FrameReader
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FuncResult", "FunctionPool", "RESULT_THRESHOLD", "EXIT_GRACE", "WORKERS_PER_CORE",
-           "MAX_WORKERS", "pool_size"]
+           "MAX_WORKERS", "MAX_DEPTH", "QUEUE_COVER", "LONG_UNIT", "pool_size", "queue_depth"]
 
 RESULT_THRESHOLD = 1 << 20
 """Pickled return values larger than this many bytes go to ``<uid>/result.pkl``."""
@@ -58,7 +62,35 @@ oversubscribes its node gets no more than this)."""
 MAX_WORKERS = 256
 """Warm workers of one pilot at most, however large the pilot or its node."""
 
+MAX_DEPTH = 32
+"""Queued units one worker holds at most, however short the units."""
+
+QUEUE_COVER = 0.003
+"""Seconds of expected work a worker's queue covers: it runs that long without
+waiting for the agent's loop, which meanwhile reads several replies per wake-up."""
+
+LONG_UNIT = 0.005
+"""A mean duration (seconds) from which a worker holds one queued unit only, so
+that a long unit never strands many others behind it."""
+
 _LIVENESS_EVERY = 0.05  # seconds between checks that busy workers are still alive
+_MEAN_WEIGHT = 0.125    # weight of the newest duration in the moving mean
+
+
+def queue_depth(mean: float | None) -> int:
+    """How many queued units a busy worker holds, given ``mean``, the recent mean
+    duration in seconds of the units of one core (None before any ended): enough
+    to cover ``QUEUE_COVER`` seconds, at most ``MAX_DEPTH``; 1 when the mean is not
+    known yet or is ``LONG_UNIT`` or longer.
+
+    >>> queue_depth(None), queue_depth(0.010), queue_depth(0.001), queue_depth(1e-6)
+    (1, 1, 3, 32)
+    """
+    if mean is None or mean >= LONG_UNIT:
+        return 1
+    if mean * MAX_DEPTH <= QUEUE_COVER:
+        return MAX_DEPTH
+    return max(1, int(QUEUE_COVER / mean))
 
 
 def pool_size(cores: int, node_cores: int, limit: int | None = None) -> int:
@@ -90,7 +122,7 @@ class FuncResult:
     exception, and the worker's ``-signal`` or exit code when it died (1 if it
     exited with 0 in the middle of the unit).  ``started``/``stopped`` are
     ``time.time()`` stamps.  ``successor`` is the queued unit (see
-    ``FunctionPool.queue``) that took over this unit's worker and ``slots`` as it
+    ``FunctionPool.queue_many``) that took over this unit's worker and ``slots`` as it
     ended: it runs now, and the slots are not free; None when they are.
     """
 
@@ -111,18 +143,20 @@ class FuncResult:
 
 
 class _Queued:
-    """A request sent to a busy worker, to run after its unit."""
+    """A request sent to a busy worker, to run after its unit; ``canceled`` once the
+    pool canceled it (it stays in line until the worker says it dropped it)."""
 
-    __slots__ = ("uid", "request", "end", "sent")
+    __slots__ = ("uid", "request", "end", "sent", "canceled")
 
     def __init__(self, uid: str, request: tuple, end: int, sent: bool) -> None:
         self.uid, self.request, self.end, self.sent = uid, request, end, sent
+        self.canceled = False
 
 
 class _Worker:
     __slots__ = ("slot", "proc", "cmd_fd", "res_fd", "reader", "err_path", "err_start",
                  "uid", "slots", "started", "request", "end", "sent", "again", "announced",
-                 "next", "written", "doomed", "listed")
+                 "queue", "written", "plain")
 
     def __init__(self, slot: int, proc: subprocess.Popen, cmd_fd: int, res_fd: int,
                  err_path: Path, err_start: int) -> None:
@@ -144,13 +178,15 @@ class _Worker:
         self.sent = False
         self.again = False
         # whether a reply named the unit as started next (else it started when the
-        # worker read it, if it did); the unit queued behind it; the bytes written
-        # into the request pipe; a queued unit canceled that the worker may run
+        # worker read it, if it did); the units queued behind it, in the order the
+        # worker reads them (canceled ones too, until it dropped them); the bytes
+        # written into the request pipe
         self.announced = False
-        self.next: _Queued | None = None
+        self.queue: collections.deque[_Queued] = collections.deque()
         self.written = 0
-        self.doomed: str | None = None
-        self.listed = False   # in the pool's list of workers that may take a queued unit
+        # whether it runs a unit of one core without GPUs or threads, which units
+        # queued behind it may follow, taking over its slots
+        self.plain = False
 
 
 class FunctionPool:
@@ -180,7 +216,7 @@ class FunctionPool:
         self._idle: list[_Worker] = []
         self._busy: dict[str, _Worker] = {}  # by unit id
         self._done: list[FuncResult] = []  # results known without reading a pipe
-        self._queueable: list[_Worker] = []  # busy workers that may take a queued unit
+        self._mean: float | None = None   # moving mean duration of plain units (s)
         self._dying: list[subprocess.Popen] = []  # killed, not yet reaped
         self._fds: list[int] = []
         self._next_check = 0.0
@@ -254,30 +290,72 @@ class FunctionPool:
         self._hand(self._idle.pop(), (uid, fn, args, str(cpu_threads), cuda, name), slots,
                    again=False)
 
-    def queue(self, uid: str, fn: bytes, args: bytes, name: str | None = None) -> bool:
-        """Queue a unit of one core behind the unit of one core that a busy worker
-        runs; False (nothing done) when no worker can take one now.
+    @property
+    def depth(self) -> int:
+        """How many queued units a busy worker may hold now (see ``queue_depth``)."""
+        return queue_depth(self._mean)
 
-        The worker starts it the moment its unit ends, without waiting for the
-        pool: the unit that ended comes out of ``collect()`` with this one as its
-        ``successor``, which takes over its slots.  A worker holds one queued unit
-        at most, so that a long unit delays one other at most.  ``fn``, ``args``
-        and ``name`` are as for ``submit``.
+    @property
+    def mean_duration(self) -> float | None:
+        """The moving mean duration in seconds of the recent units of one core
+        without GPUs or threads; None before one ended."""
+        return self._mean
+
+    def queue_room(self) -> int:
+        """How many units ``queue_many`` would take now, at most."""
+        depth = queue_depth(self._mean)
+        return sum(depth - len(w.queue) for w in self._workers.values()
+                   if w.plain and len(w.queue) < depth)
+
+    def queue(self, uid: str, fn: bytes, args: bytes, name: str | None = None) -> bool:
+        """Queue one unit as ``queue_many`` does; False (nothing done) when no
+        worker can take one now."""
+        return self.queue_many([(uid, fn, args, name)]) == 1
+
+    def queue_many(self, units: list[tuple[str, bytes, bytes, str | None]]) -> int:
+        """Queue units of one core behind the units of one core that busy workers
+        run; returns how many were taken: the first ones of ``units``, possibly none.
+
+        ``units`` are ``(uid, fn, args, name)``, in the order they should start
+        (``fn``, ``args`` and ``name`` as for ``submit``).  A worker starts its
+        queued units one after the other the moment the unit before ends, without
+        waiting for the pool: the unit that ended comes out of ``collect()`` with
+        the next one as its ``successor``, which takes over its slots.  A worker
+        holds ``depth`` queued units at most, and the units are spread evenly: the
+        workers with the fewest queued units get the next ones (so a long line
+        never waits behind one worker while another has room).
         """
-        if uid in self._busy:
-            raise ValueError(f"unit {uid} is already running in worker "
-                             f"{self._busy[uid].proc.pid}")
-        queueable = self._queueable
-        while queueable:
-            worker = queueable.pop()
-            worker.listed = False
-            if worker.next is None and worker.doomed is None and self._plain(worker):
-                request = (uid, fn, args, "1", None, name)
-                end, sent = self._send(worker, request)
-                worker.next = _Queued(uid, request, end, sent)
-                self._busy[uid] = worker
-                return True
-        return False
+        if not units:
+            return 0
+        busy = self._busy
+        for unit in units:
+            if unit[0] in busy:
+                raise ValueError(f"unit {unit[0]} is already running in worker "
+                                 f"{busy[unit[0]].proc.pid}")
+        depth = queue_depth(self._mean)
+        open_ = [w for w in self._workers.values() if w.plain and len(w.queue) < depth]
+        if not open_:
+            return 0
+        # level by level: every worker holding ``level`` units or fewer takes one more
+        plan: dict[int, list[tuple]] = {}
+        taken, count = 0, len(units)
+        level = min(len(w.queue) for w in open_)
+        while taken < count and level < depth:
+            for worker in open_:
+                if len(worker.queue) + len(plan.get(worker.res_fd, ())) <= level:
+                    uid, fn, args, name = units[taken]
+                    plan.setdefault(worker.res_fd, []).append((uid, fn, args, "1", None, name))
+                    taken += 1
+                    if taken == count:
+                        break
+            level += 1
+        workers = self._workers
+        for fd, requests in plan.items():
+            worker = workers[fd]
+            for entry in self._send(worker, requests):
+                worker.queue.append(entry)
+                busy[entry.uid] = worker
+        return taken
 
     def _hand(self, worker: _Worker, request: tuple, slots: Slots | None,
               again: bool) -> None:
@@ -285,38 +363,37 @@ class FunctionPool:
         uid = request[0]
         worker.uid, worker.slots, worker.started = uid, slots, time.time()
         worker.request, worker.again, worker.announced = request, again, False
+        worker.plain = _plain(request, slots)
         self._busy[uid] = worker
-        worker.end, worker.sent = self._send(worker, request)
-        self._may_queue(worker)
+        (entry,) = self._send(worker, [request])
+        worker.end, worker.sent = entry.end, entry.sent
 
-    def _may_queue(self, worker: _Worker) -> None:
-        if not worker.listed and self._plain(worker):
-            worker.listed = True
-            self._queueable.append(worker)
-
-    def _plain(self, worker: _Worker) -> bool:
-        """Whether the worker is alive here and runs a unit of one core, without GPUs
-        or threads (which another such unit may follow, taking over its slots)."""
-        request, slots = worker.request, worker.slots
-        return request is not None and request[3] == "1" and request[4] is None \
-            and slots is not None and len(slots.nodes) == 1 \
-            and len(slots.nodes[0].cores) == 1 and not slots.nodes[0].gpus \
-            and self._workers.get(worker.res_fd) is worker
-
-    def _send(self, worker: _Worker, request: tuple) -> tuple[int, bool]:
-        """Write ``request`` into the worker's pipe: where its frame ends in the
-        pipe's stream, and whether it went in whole."""
-        payload = pickle.dumps(request, PROTOCOL)
+    def _send(self, worker: _Worker, requests: list[tuple]) -> list[_Queued]:
+        """Write ``requests`` (each its unit's id first) into the worker's pipe, in
+        one write: for each, where its frame ends in the pipe's stream and whether
+        it went in whole."""
+        dumps, pack = pickle.dumps, HEADER.pack
+        parts, ends, at = [], [], worker.written
+        for request in requests:
+            payload = dumps(request, PROTOCOL)
+            parts.append(pack(len(payload)))
+            parts.append(payload)
+            at += HEADER.size + len(payload)
+            ends.append(at)
+        data = memoryview(b"".join(parts))
         try:
-            write_frame(worker.cmd_fd, payload)
+            while data:
+                n = os.write(worker.cmd_fd, data)
+                worker.written += n
+                data = data[n:]
         except OSError as exc:
-            # the worker is dead or wedged: make sure of it; collect() reports the unit
-            logger.warning("unit %s: cannot send to worker %d: %s", request[0],
-                           worker.proc.pid, exc)
+            # the worker is dead or wedged: make sure of it; collect() reports the units
+            logger.warning("unit(s) %s: cannot send to worker %d: %s",
+                           ", ".join(r[0] for r in requests), worker.proc.pid, exc)
             _kill(worker.proc)
-            return worker.written + HEADER.size + len(payload), False
-        worker.written += HEADER.size + len(payload)
-        return worker.written, True
+        got = worker.written
+        worker.written = at
+        return [_Queued(r[0], r, end, end <= got) for r, end in zip(requests, ends)]
 
     def collect(self, ready: Container[int] | None = None) -> list[FuncResult]:
         """The results available now; never blocks (beyond reaping a dead worker).
@@ -373,34 +450,45 @@ class FunctionPool:
     def _reply(self, worker: _Worker, reply: tuple, done: list[FuncResult]) -> None:
         (uid, code, value, result_file, exc, tb, out, err, started, stopped, following,
          dropped) = reply
-        if worker.doomed is not None and worker.doomed in dropped:
-            worker.doomed = None   # the canceled unit did not run, and will not
+        queue = worker.queue
+        if dropped:
+            # canceled units that the worker took out of its line: they will not run
+            worker.queue = queue = collections.deque(e for e in queue if e.uid not in dropped)
         if uid is None:
             return   # only dropped requests
         if uid != worker.uid:
             raise RuntimeError(f"worker {worker.proc.pid} answered for unit {uid!r} while "
                                f"running {worker.uid!r}: the pool's protocol is broken")
         del self._busy[uid]
-        slots, queued, successor = worker.slots, worker.next, None
-        if worker.doomed is not None:
-            # a canceled unit was queued here, and the worker did not drop it: it runs
-            # it now, or will when it reads it
-            logger.debug("unit %s was canceled while queued: killing worker %d, which "
-                         "may run it", worker.doomed, worker.proc.pid)
-            self._kill_retire(worker)
-        elif queued is not None:
-            if following is not None and following != queued.uid:
+        slots, successor = worker.slots, None
+        if worker.plain:
+            mean = self._mean
+            took = stopped - started
+            self._mean = took if mean is None else mean + (took - mean) * _MEAN_WEIGHT
+        if queue:
+            head = queue[0]
+            if following is not None and following != head.uid:
                 raise RuntimeError(f"worker {worker.proc.pid} started unit {following!r} "
-                                   f"after {uid!r}, not {queued.uid!r}: the pool's "
-                                   f"protocol is broken")
-            # it runs now (named in the reply), or the moment the worker reads it
-            worker.next, successor = None, queued.uid
-            worker.uid, worker.request, worker.started = queued.uid, queued.request, time.time()
-            worker.end, worker.sent, worker.again = queued.end, queued.sent, False
-            worker.announced = following is not None
-            self._may_queue(worker)
+                                   f"after {uid!r}, not {head.uid!r}: the pool's protocol "
+                                   f"is broken")
+            if head.canceled:
+                # a canceled unit is next, and the worker did not drop it: it runs it
+                # now, or will when it reads it; the units behind it never started
+                logger.debug("unit %s was canceled while queued: killing worker %d, "
+                             "which may run it", head.uid, worker.proc.pid)
+                self._kill_retire(worker)
+                successor = self._hand_on(queue, slots, done)
+            else:
+                # it runs now (named in the reply), or the moment the worker reads it
+                queue.popleft()
+                successor = head.uid
+                worker.uid, worker.request, worker.started = head.uid, head.request, time.time()
+                worker.end, worker.sent, worker.again = head.end, head.sent, False
+                worker.announced = following is not None
+                worker.plain = True
         else:
             worker.uid = worker.slots = worker.request = None
+            worker.plain = False
             self._idle.append(worker)
         done.append(FuncResult(uid, code == 0, value, result_file, exc, tb, out, err, False,
                                slots, started, stopped, code, successor))
@@ -408,7 +496,7 @@ class FunctionPool:
     def _lost(self, worker: _Worker, done: list[FuncResult]) -> None:
         rc = _reap(worker.proc)
         death = _describe(rc)
-        uid, request, slots, queued = worker.uid, worker.request, worker.slots, worker.next
+        uid, request, slots, queue = worker.uid, worker.request, worker.slots, worker.queue
         # a unit that a reply named as started did run; one handed to an idle worker
         # ran if the worker read it; a queued one did not run
         unread = uid is not None and not worker.again and not worker.announced \
@@ -421,10 +509,7 @@ class FunctionPool:
                            "replacement runs it", worker.proc.pid, death, uid)
             fresh = self._idle.pop()
             self._hand(fresh, request, slots, again=True)
-            if queued is not None:
-                fresh.next = _Queued(queued.uid, queued.request,
-                                     *self._send(fresh, queued.request))
-                self._busy[queued.uid] = fresh
+            self._requeue(fresh, queue)
             return
         logger.warning("worker process %d died (%s)%s", worker.proc.pid, death,
                        f" while running {uid}" if uid else "")
@@ -433,24 +518,39 @@ class FunctionPool:
         msg = f"worker process {worker.proc.pid} died ({death}) while running {uid}"
         dump = tail(worker.err_path, "stderr", start=worker.err_start).strip()
         stderr = f"{msg}\nworker stderr:\n{dump}" if dump else msg
-        successor = self._hand_on(queued, slots, done)
+        successor = self._hand_on(queue, slots, done)
         done.append(FuncResult(uid, False, None, None, None, None, "", stderr, False,
                                slots, worker.started, time.time(), rc or 1, successor))
 
-    def _hand_on(self, queued: _Queued | None, slots: Slots | None,
+    def _hand_on(self, queue: Iterable[_Queued], slots: Slots | None,
                  done: list[FuncResult]) -> str | None:
-        """Give a queued unit whose worker is gone (it never started there) to an idle
-        worker, with the ``slots`` of the unit it waited for; its uid, or None."""
-        if queued is None:
+        """Give the queued units whose worker is gone (none started there) to an idle
+        worker, the first with the ``slots`` of the unit they waited for, the others
+        queued behind it; the first one's uid, or None.  Canceled ones are left out
+        (they ended when canceled)."""
+        waiting = [e for e in queue if not e.canceled]
+        if not waiting:
             return None
         if self._idle:
-            self._hand(self._idle.pop(), queued.request, slots, again=False)
-            return queued.uid
+            fresh = self._idle.pop()
+            self._hand(fresh, waiting[0].request, slots, again=False)
+            self._requeue(fresh, waiting[1:])
+            return waiting[0].uid
         now = time.time()
-        done.append(FuncResult(queued.uid, False, None, None, None, None, "",
-                               "no function worker is left to run the unit", False, None,
-                               now, now, 1))
+        for entry in waiting:
+            done.append(FuncResult(entry.uid, False, None, None, None, None, "",
+                                   "no function worker is left to run the unit", False, None,
+                                   now, now, 1))
         return None
+
+    def _requeue(self, worker: _Worker, queue: Iterable[_Queued]) -> None:
+        """Queue behind ``worker``'s unit the queued units of a worker that is gone
+        (whatever the depth: they were promised a place), but the canceled ones."""
+        requests = [e.request for e in queue if not e.canceled]
+        if requests:
+            for entry in self._send(worker, requests):
+                worker.queue.append(entry)
+                self._busy[entry.uid] = worker
 
     def _unread(self, worker: _Worker) -> bool:
         """Whether the busy worker's request never left its pipe: not sent at all, or
@@ -467,7 +567,7 @@ class FunctionPool:
     def cancel(self, uid: str) -> bool:
         """Kill the worker running ``uid`` (SIGKILL) and start a fresh one.
 
-        A unit queued behind it goes to the fresh worker; a queued unit itself is
+        The units queued behind it go to the fresh worker; a queued unit itself is
         dropped from its worker's queue (the worker is killed only if it may have
         started it meanwhile).  The unit shows up in the next ``collect()`` with
         ``canceled=True``.  Returns False when the unit is not running here
@@ -478,20 +578,21 @@ class FunctionPool:
         if worker is None:
             return False
         now = time.time()
-        queued = worker.next
-        if queued is not None and queued.uid == uid:
-            worker.next, worker.doomed = None, uid
+        queue = worker.queue
+        if worker.uid != uid:
+            entry = next(e for e in queue if e.uid == uid)
+            entry.canceled = True
             del self._busy[uid]
-            self._send(worker, (uid,))
+            self._send(worker, [(uid,)])
             self._done.append(FuncResult(uid, False, None, None, None, None, "", "", True,
                                          None, now, now, -signal.SIGKILL))
             return True
-        if queued is not None and not self._halt(worker):
-            # its unit ended as it was stopped: the queued one runs now
+        if queue and not self._halt(worker):
+            # its unit ended as it was stopped: a queued one runs now
             return uid in self._busy and self.cancel(uid)
         logger.debug("unit %s: canceling (SIGKILL to worker %d)", uid, worker.proc.pid)
         self._kill_retire(worker)
-        successor = self._hand_on(queued, worker.slots, self._done)
+        successor = self._hand_on(queue, worker.slots, self._done)
         self._done.append(FuncResult(uid, False, None, None, None, None, "", "", True,
                                      worker.slots, worker.started, now, -signal.SIGKILL,
                                      successor))
@@ -513,6 +614,8 @@ class FunctionPool:
         if not alive:
             self._lost(worker, self._done)
             return False
+        if self._workers.get(worker.res_fd) is not worker:
+            return False   # killed for a canceled unit it was to run next (see _reply)
         if worker.uid == uid:
             return True
         try:
@@ -544,9 +647,10 @@ class FunctionPool:
                 _kill(worker.proc)
                 done.append(FuncResult(worker.uid, False, None, None, None, None, "", "", True,
                                        worker.slots, worker.started, now, -signal.SIGKILL))
-            if worker.next is not None:
-                done.append(FuncResult(worker.next.uid, False, None, None, None, None, "",
-                                       "", True, None, now, now, -signal.SIGKILL))
+            for entry in worker.queue:
+                if not entry.canceled:
+                    done.append(FuncResult(entry.uid, False, None, None, None, None, "",
+                                           "", True, None, now, now, -signal.SIGKILL))
         procs = [w.proc for w in self._workers.values()] + self._dying
         deadline = time.monotonic() + EXIT_GRACE
         for proc in procs:
@@ -610,16 +714,22 @@ class FunctionPool:
             self._busy.pop(worker.uid, None)
         elif worker in self._idle:
             self._idle.remove(worker)
-        if worker.next is not None:
-            self._busy.pop(worker.next.uid, None)
-        if worker.listed:
-            worker.listed = False
-            self._queueable.remove(worker)
+        for entry in worker.queue:
+            if not entry.canceled:
+                self._busy.pop(entry.uid, None)
         if worker.cmd_fd >= 0:
             os.close(worker.cmd_fd)
             worker.cmd_fd = -1
         os.close(worker.res_fd)
         self._fds = list(self._workers)
+
+
+def _plain(request: tuple, slots: Slots | None) -> bool:
+    """Whether a request runs a unit of one core, without GPUs or threads (which
+    another such unit may follow, taking over its slots)."""
+    return request[3] == "1" and request[4] is None and slots is not None \
+        and len(slots.nodes) == 1 and len(slots.nodes[0].cores) == 1 \
+        and not slots.nodes[0].gpus
 
 
 def _kill(proc: subprocess.Popen) -> None:
