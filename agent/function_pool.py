@@ -80,14 +80,16 @@ _MEAN_WEIGHT = 0.125    # weight of the newest duration in the moving mean
 def queue_depth(mean: float | None) -> int:
     """How many queued units a busy worker holds, given ``mean``, the recent mean
     duration in seconds of the units of one core (None before any ended): enough
-    to cover ``QUEUE_COVER`` seconds, at most ``MAX_DEPTH``; 1 when the mean is not
-    known yet or is ``LONG_UNIT`` or longer.
+    to cover ``QUEUE_COVER`` seconds, at most ``MAX_DEPTH``; none when the mean is
+    not known yet or is ``LONG_UNIT`` or longer: then units wait for a free core in
+    the agent, where a unit of higher priority that comes later still goes first
+    (a queued unit waits at most a few milliseconds of short units).
 
     >>> queue_depth(None), queue_depth(0.010), queue_depth(0.001), queue_depth(1e-6)
-    (1, 1, 3, 32)
+    (0, 0, 3, 32)
     """
     if mean is None or mean >= LONG_UNIT:
-        return 1
+        return 0
     if mean * MAX_DEPTH <= QUEUE_COVER:
         return MAX_DEPTH
     return max(1, int(QUEUE_COVER / mean))
@@ -301,18 +303,33 @@ class FunctionPool:
         without GPUs or threads; None before one ended."""
         return self._mean
 
-    def queue_room(self) -> int:
+    def queue_room(self, depth: int | None = None) -> int:
         """How many units ``queue_many`` would take now, at most."""
-        depth = queue_depth(self._mean)
-        return sum(depth - len(w.queue) for w in self._workers.values()
-                   if w.plain and len(w.queue) < depth)
+        return sum((depth or queue_depth(self._mean)) - len(w.queue)
+                   for w in self._open(depth))
 
-    def queue(self, uid: str, fn: bytes, args: bytes, name: str | None = None) -> bool:
+    def _open(self, depth: int | None) -> list[_Worker]:
+        """The busy workers that may take queued units: running a plain unit,
+        holding fewer than ``depth``. Without a ``depth`` given, the policy's
+        (``queue_depth``), and only behind a unit that has not run ``LONG_UNIT`` yet
+        (a long one among short ones would strand what waits behind it)."""
+        if depth is not None:
+            return [w for w in self._workers.values() if w.plain and len(w.queue) < depth]
+        depth = queue_depth(self._mean)
+        if not depth:
+            return []
+        now = time.time()
+        return [w for w in self._workers.values()
+                if w.plain and len(w.queue) < depth and now - w.started < LONG_UNIT]
+
+    def queue(self, uid: str, fn: bytes, args: bytes, name: str | None = None,
+              depth: int | None = None) -> bool:
         """Queue one unit as ``queue_many`` does; False (nothing done) when no
         worker can take one now."""
-        return self.queue_many([(uid, fn, args, name)]) == 1
+        return self.queue_many([(uid, fn, args, name)], depth) == 1
 
-    def queue_many(self, units: list[tuple[str, bytes, bytes, str | None]]) -> int:
+    def queue_many(self, units: list[tuple[str, bytes, bytes, str | None]],
+                   depth: int | None = None) -> int:
         """Queue units of one core behind the units of one core that busy workers
         run; returns how many were taken: the first ones of ``units``, possibly none.
 
@@ -321,7 +338,8 @@ class FunctionPool:
         queued units one after the other the moment the unit before ends, without
         waiting for the pool: the unit that ended comes out of ``collect()`` with
         the next one as its ``successor``, which takes over its slots.  A worker
-        holds ``depth`` queued units at most, and the units are spread evenly: the
+        holds ``depth`` queued units at most (by default the policy's, see
+        ``queue_depth`` and ``_open``), and the units are spread evenly: the
         workers with the fewest queued units get the next ones (so a long line
         never waits behind one worker while another has room).
         """
@@ -332,8 +350,8 @@ class FunctionPool:
             if unit[0] in busy:
                 raise ValueError(f"unit {unit[0]} is already running in worker "
                                  f"{busy[unit[0]].proc.pid}")
-        depth = queue_depth(self._mean)
-        open_ = [w for w in self._workers.values() if w.plain and len(w.queue) < depth]
+        open_ = self._open(depth)
+        depth = depth or queue_depth(self._mean)
         if not open_:
             return 0
         # level by level: every worker holding ``level`` units or fewer takes one more

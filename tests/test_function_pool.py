@@ -455,7 +455,9 @@ def test_the_pool_has_a_worker_per_core_up_to_a_ceiling():
 # units queued behind a running one ----------------------------------------------------
 
 def queue(pool: FunctionPool, uid: str, fn, *args, **kwargs) -> bool:
-    return pool.queue(uid, cloudpickle.dumps(fn), cloudpickle.dumps((args, kwargs)))
+    # depth given: the mechanics, whatever the policy would say of these units
+    return pool.queue(uid, cloudpickle.dumps(fn), cloudpickle.dumps((args, kwargs)),
+                      depth=1)
 
 
 def wait_for_file(path, timeout: float = 20.0) -> None:

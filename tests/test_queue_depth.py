@@ -48,8 +48,8 @@ def warm_up(pool: FunctionPool) -> None:
 
 
 def test_depth_covers_a_few_milliseconds_and_is_one_for_long_or_unknown_units():
-    assert queue_depth(None) == 1
-    assert queue_depth(LONG_UNIT) == queue_depth(10 * LONG_UNIT) == 1
+    assert queue_depth(None) == 0
+    assert queue_depth(LONG_UNIT) == queue_depth(10 * LONG_UNIT) == 0
     assert queue_depth(1e-7) == MAX_DEPTH
     assert queue_depth(QUEUE_COVER / 4) == 4
     assert all(queue_depth(m / 1000) >= queue_depth((m + 1) / 1000) for m in range(10))
@@ -63,8 +63,10 @@ def test_a_backlog_of_short_units_queues_several_per_worker_which_run_in_order(s
         submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 0.2)
         many = units(*((f"unit.{i:06d}", append, str(log), f"unit.{i:06d}")
                        for i in range(1, MAX_DEPTH + 5)))
-        assert pool.queue_many(many) == MAX_DEPTH    # the rest wait in the agent
-        assert pool.queue_room() == 0
+        # the policy's depth, given: its other rule (nothing behind a unit that ran
+        # LONG_UNIT already) would depend on how fast this test gets here
+        assert pool.queue_many(many, depth=pool.depth) == MAX_DEPTH   # the rest wait
+        assert pool.queue_room(depth=pool.depth) == 0
         results = collect_all(pool, MAX_DEPTH + 1)
         chain = ["unit.000000"]
         while results[chain[-1]].successor is not None:
@@ -82,22 +84,36 @@ def test_queued_units_are_spread_evenly_over_the_workers(sandbox):
         warm_up(pool)
         submit(pool, "unit.000000", time.sleep, 0.2)
         submit(pool, "unit.000001", time.sleep, 0.2)
-        assert pool.queue_many(units(*((f"unit.{i:06d}", os.getpid) for i in range(2, 8)))) == 6
+        assert pool.queue_many(units(*((f"unit.{i:06d}", os.getpid) for i in range(2, 8))),
+                               depth=pool.depth) == 6
         results = collect_all(pool, 8)
         pids = [value(results[f"unit.{i:06d}"]) for i in range(2, 8)]
         assert sorted(pids.count(pid) for pid in set(pids)) == [3, 3]
 
 
-def test_long_units_get_one_queued_unit_per_worker(sandbox):
+def test_long_units_queue_nothing_behind_them(sandbox):
+    # they wait in the agent for a free core, where a unit of higher priority that
+    # comes later still goes first
     with FunctionPool(1, sandbox) as pool:
         submit(pool, "unit.000000", time.sleep, 2 * LONG_UNIT)
         collect_all(pool)
-        assert pool.mean_duration >= LONG_UNIT and pool.depth == 1
+        assert pool.mean_duration >= LONG_UNIT and pool.depth == 0
         submit(pool, "unit.000001", time.sleep, 0.1)
-        assert pool.queue_many(units(("unit.000002", os.getpid), ("unit.000003", os.getpid))) == 1
+        assert pool.queue_many(units(("unit.000002", os.getpid))) == 0
         assert pool.queue_room() == 0
-        results = collect_all(pool, 2)
-        assert results["unit.000001"].successor == "unit.000002"
+        results = collect_all(pool, 1)
+        assert results["unit.000001"].successor is None
+
+
+def test_short_units_queue_nothing_behind_one_that_runs_long(sandbox):
+    with FunctionPool(1, sandbox) as pool:
+        warm_up(pool)
+        assert pool.depth > 1
+        submit(pool, "unit.000000", time.sleep, 0.5)
+        time.sleep(2 * LONG_UNIT)     # it has run longer than a short unit does
+        assert pool.queue_room() == 0
+        assert pool.queue_many(units(("unit.000001", os.getpid))) == 0
+        collect_all(pool, 1)
 
 
 def test_a_unit_canceled_deep_in_a_queue_never_runs_and_spares_the_others(sandbox):
@@ -107,7 +123,8 @@ def test_a_unit_canceled_deep_in_a_queue_never_runs_and_spares_the_others(sandbo
         victim = pool.pids[0]
         submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 0.3)
         uids = [f"unit.{i:06d}" for i in range(1, 7)]
-        assert pool.queue_many(units(*((uid, append, str(log), uid) for uid in uids))) == 6
+        assert pool.queue_many(units(*((uid, append, str(log), uid) for uid in uids)),
+                               depth=MAX_DEPTH) == 6
         assert pool.cancel("unit.000004")
         results = collect_all(pool, 7)
         canceled = results.pop("unit.000004")
@@ -127,7 +144,8 @@ def test_a_worker_killed_with_several_queued_units_hands_them_all_to_its_replace
         submit(pool, "unit.000000", touch_then_sleep, str(sandbox / "first"), 60)
         wait_for_file(sandbox / "first")
         uids = [f"unit.{i:06d}" for i in range(1, 6)]
-        assert pool.queue_many(units(*((uid, append, str(log), uid) for uid in uids))) == 5
+        assert pool.queue_many(units(*((uid, append, str(log), uid) for uid in uids)),
+                               depth=MAX_DEPTH) == 5
         assert pool.cancel("unit.000002")
         os.kill(victim, signal.SIGKILL)
         results: dict[str, FuncResult] = {}
