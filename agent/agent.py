@@ -319,13 +319,14 @@ class Agent:
     def _queue(self) -> None:
         """Queue the function units at the head of the line behind the units that
         the workers run, spread evenly over the workers, as many per worker as the
-        pool's ``depth`` (more when units are short), so that a worker goes on to
-        its next units without waiting for this loop.
+        pool's ``depth`` allows: none until the units are known to be short (then
+        a few milliseconds' worth), so that a worker goes on to its next units
+        without waiting for this loop, and a unit of higher priority that comes
+        later waits at most that long.
 
-        Only while more units wait than there are workers (a unit queued behind a
-        long one may wait for it while another worker frees up; in a long line that
-        costs little, at its end it would), and only units of one core without GPUs
-        or threads, in order: the first unit that is not one stops it."""
+        Only while more units wait than there are workers, and only units of one
+        core without GPUs or threads, in order: the first unit that is not one
+        stops it."""
         pool, waiting = self.pool, self.waiting
         room = pool.queue_room()
         if not room:
