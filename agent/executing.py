@@ -35,7 +35,7 @@ from typing import Any
 
 from .arguments import command_line, direct_argv
 from .launch_methods import LaunchError, LaunchMethods
-from .launcher import Ended, FrameReader, Run, Signal, frame
+from .launcher import Ended, FrameReader, Run, Signal, frame, make_sandbox
 from .output import MAX_IO_LOGLENGTH, SHORTENED, tail
 from .scheduler import Slots
 
@@ -211,7 +211,7 @@ class ForkExecutor:
         method = self._launch.for_unit(descr) if self._launch is not None else None
         if method is not None:
             try:
-                _make_sandbox(sandbox)   # the method may write files there
+                make_sandbox(sandbox)   # the method may write files there
                 full = {**self._env, **env}
                 argv = method.command(argv, descr, slots, full, Path(sandbox))
             except (LaunchError, OSError) as exc:
@@ -231,7 +231,7 @@ class ForkExecutor:
         """A unit that cannot start: ``msg`` goes into its stderr file, as the
         launcher's own failures do."""
         try:
-            _make_sandbox(sandbox)
+            make_sandbox(sandbox)
             with open(out, "ab"):
                 pass
             with open(err, "a", encoding="utf-8") as f:
@@ -458,17 +458,6 @@ class ForkExecutor:
         while self._running and (left := deadline - time.monotonic()) > 0:
             self._resend()
             self._collect(min(left, 0.05))
-
-
-def _make_sandbox(path: str) -> None:
-    """Create a unit sandbox; one mkdir when the pilot sandbox is there."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
 
 
 def _guarded(kind: str, cmd: str) -> str:

@@ -35,7 +35,7 @@ from .output import tail
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Run", "Signal", "Ended", "frame", "FrameReader", "main"]
+__all__ = ["Run", "Signal", "Ended", "frame", "FrameReader", "make_sandbox", "main"]
 
 _HEADER = struct.Struct("<I")
 # signals a unit must not inherit as ignored (Python ignores SIGPIPE and SIGXFSZ;
@@ -155,7 +155,7 @@ class Launcher:
         """Start a unit; a failure to start becomes its :class:`Ended` at once."""
         started = time.time()
         try:
-            _make_sandbox(req.sandbox)
+            make_sandbox(req.sandbox)
         except OSError as exc:
             self._failed(req, 1, f"rp_executor: cannot create unit sandbox '{req.sandbox}': "
                                  f"{exc.strerror or exc}", started, write=False)
@@ -269,7 +269,7 @@ class Launcher:
                 del self.pids[unit.uid]
 
 
-def _make_sandbox(path: str) -> None:
+def make_sandbox(path: str) -> None:
     """Create a unit sandbox; one mkdir when the pilot sandbox is there."""
     try:
         os.mkdir(path)

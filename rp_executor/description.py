@@ -99,7 +99,6 @@ class Description:
     _immutable_defaults: ClassVar[dict[str, Any]] = {}
     _mutable_defaults: ClassVar[tuple[Attr, ...]] = ()
     _recheck: ClassVar[tuple[Attr, ...]] = ()
-    _default_items: ClassVar[tuple[tuple[str, Any], ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
     _order: ClassVar[dict[str, int]] = {}
     _placeholders: ClassVar[dict[str, Any]] = {}
@@ -115,7 +114,6 @@ class Description:
         # validate() checks again only what can change in place: values of scalar-only
         # attributes were checked when set and are immutable
         cls._recheck = tuple(a for a in cls._schema if not _scalar_hint(a.hint))
-        cls._default_items = tuple((a.name, a.default) for a in cls._schema)
         cls._alias_map = {a.name: a for a in cls._aliases}
         cls._immutable_defaults = {a.name: a.default for a in cls._schema
                                    if isinstance(a.default, _IMMUTABLE)}

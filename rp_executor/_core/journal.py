@@ -86,14 +86,9 @@ def _entries(rows: list[tuple]) -> list[list]:
     return out
 
 
-def stamps_of(names: str, stamps: str | float | list) -> list[float]:
+def stamps_of(names: str, stamps: str) -> list[float]:
     """The time of each state of a journal entry, as floats."""
-    if type(stamps) is str:
-        times = [float(t) for t in stamps.split(",")]
-    elif type(stamps) is list:
-        times = stamps
-    else:
-        times = [float(stamps)]
+    times = [float(t) for t in stamps.split(",")]
     return times * (names.count(",") + 1) if len(times) == 1 else times
 
 

@@ -169,13 +169,6 @@ def unpack_history(packed: bytes, kind: str) -> list[tuple[str, float]]:
     return out
 
 
-def last_state(history: list | bytes, kind: str) -> str | None:
-    """The last state of a flat or packed history (None when it is empty)."""
-    if type(history) is bytes:
-        return _NAMES[kind][history[history[0]] & ~_SAME]
-    return history[-2] if history else None
-
-
 def check_callable(cb: Any) -> None:
     """:raises BadParameter: ``cb`` is not callable."""
     if not callable(cb):

@@ -340,11 +340,7 @@ class SessionModel:
                     continue
                 i = index[uid]
                 columns, codes[i] = self._decode(names)
-            t = type(stamps)
-            if t is list:       # a time per state (as JSON numbers)
-                for column, ts in zip(columns, stamps):
-                    column[i] = ts
-            elif t is str and "," in stamps:    # text, as older journals hold it
+            if "," in stamps:
                 for column, ts in zip(columns, stamps.split(",")):
                     column[i] = float(ts)
             else:               # one time for all the states
