@@ -171,7 +171,7 @@ class Agent:
         self.first_update = None
         messages = []
         if self.updates:
-            messages.append(wire.UnitStates(list(self.updates.values())))
+            messages.append(wire.UnitGroups(_groups(self.updates.values())))
             self.updates = {}
         messages.extend(m for m in more if not isinstance(m, wire.Heartbeat))
         if messages:
@@ -642,6 +642,27 @@ def _plain(description: dict) -> bool:
 
 def _priority(item: tuple[str, dict]) -> int:
     return -item[1]["description"].get("priority", 0)
+
+
+def _groups(entries: Any) -> list:
+    """:class:`~rp_executor._core.wire.UnitGroups` groups of ``[uid, pairs, outcome]``
+    update entries: entries whose ``[state, time]`` pairs are the same objects
+    (:meth:`Agent._step` shares them among the units that take the same steps in one
+    iteration) share a group, in the order the first of each came."""
+    groups: dict[tuple, list] = {}
+    for uid, pairs, outcome in entries:
+        # the pairs are alive while the entries hold them: their ids are unique
+        key = tuple(map(id, pairs))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = [pairs, [], None]
+        uids, outcomes = group[1], group[2]
+        if outcome is not None and outcomes is None:
+            outcomes = group[2] = [None] * len(uids)
+        uids.append(uid)
+        if outcomes is not None:
+            outcomes.append(outcome)
+    return list(groups.values())
 
 
 def _failed(error: str) -> Outcome:

@@ -94,3 +94,22 @@ def test_a_long_list_is_all_or_nothing_and_keeps_its_order(umgr):
     assert set(umgr.wait_units([u.uid for u in units], timeout=100)) == {rp.DONE}
     assert [u.return_value for u in units] == [i % 7 for i in range(n)]
     assert gc.isenabled()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("spoil, attribute", [
+    (lambda d: d.kwargs.update({7: "x"}), "kwargs"),    # in place: not checked when set
+    (lambda d: setattr(d, "function", None), "executable"),   # neither is set now
+])
+def test_one_bad_description_among_many_of_one_template_is_found(umgr, spoil, attribute):
+    # descriptions of one shape are validated whole once; the others' function and
+    # arguments are still checked, and one that changed shape is validated whole
+    many = [rp.ComputeUnitDescription(function=pow, args=[2, i], kwargs={"mod": 7})
+            for i in range(50)]
+    spoil(many[37])
+    known = set(umgr.list_units())
+    with pytest.raises(BadParameter) as err:
+        umgr.submit_units(many)
+    assert err.value.attribute == attribute
+    assert "descriptions[37]" in str(err.value)
+    assert set(umgr.list_units()) == known

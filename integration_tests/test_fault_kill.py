@@ -642,8 +642,8 @@ _FINAL = frozenset(rp.FINAL)
 def journal_finals(session: rp.Session, doubled: list) -> dict[str, str]:
     """uid -> final state, read from the journal one row at a time: the rows of
     :meth:`Journal.transitions` for this many units would take hundreds of MiB. A row
-    is one batch, ``[[uid, 'STATE,STATE,...', stamps], ...]`` compressed (see
-    :meth:`Journal.add_transitions`, :func:`entries_of`)."""
+    is one batch, its entries grouped and compressed; :func:`entries_of` gives them
+    back as ``[uid, 'STATE,STATE,...', stamps]`` (see :meth:`Journal.add_transitions`)."""
     finals: dict[str, str] = {}
     db = session.get_db()
     try:

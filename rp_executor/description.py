@@ -104,13 +104,17 @@ class Description:
     _placeholders: ClassVar[dict[str, Any]] = {}
     _other_mutables: ClassVar[tuple[Attr, ...]] = ()
     _recheck_of: ClassVar[dict[str, Attr]] = {}
+    _copied_set: ClassVar[frozenset] = frozenset()
+    _shared: ClassVar[frozenset] = frozenset()
+    _shared_order: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._attrs = {a.name: a for a in cls._schema}
         cls._shared = frozenset(a.name for a in cls._schema if a.share)
-        cls._copied = tuple(a.name for a in cls._schema
-                            if not a.share and not _scalar_hint(a.hint))
+        cls._shared_order = tuple(a.name for a in cls._schema if a.share)
+        cls._copied_set = frozenset(a.name for a in cls._schema
+                                    if not a.share and not _scalar_hint(a.hint))
         # validate() checks again only what can change in place: values of scalar-only
         # attributes were checked when set and are immutable
         cls._recheck = tuple(a for a in cls._schema if not _scalar_hint(a.hint))
@@ -146,7 +150,17 @@ class Description:
                                    value=from_dict)
             for name, value in from_dict.items():
                 self._set(name, value, 4)
+        attrs, held = self._attrs, self.__dict__
         for name, value in kwargs.items():
+            # what _set does in the common case, without its call (100,000 units
+            # are made one description each)
+            attr = attrs.get(name)
+            if attr is not None and attr.convert is None and \
+                    (attr.anything or type(value) in attr.fast):
+                check = attr.check
+                if check is None or value is None or check(value) is None:
+                    held[name] = value
+                    continue
             self._set(name, value, 4)
 
     @classmethod
@@ -182,7 +196,12 @@ class Description:
             return
         if attr.convert is not None:
             value = attr.convert(value)
-        problem = attr.problem(value)
+        if attr.anything or type(value) in attr.fast:
+            # the common case, Attr.problem's first branch written out
+            check = attr.check
+            problem = None if check is None or value is None else check(value)
+        else:
+            problem = attr.problem(value)
         if problem is not None:
             self._fail(name, value, problem)
         self.__dict__[name] = value
@@ -288,7 +307,8 @@ class Description:
     def __deepcopy__(self, memo: dict) -> "Description":
         new = type(self).__new__(type(self))
         # the common empty default: a new one without the deepcopy machinery
-        new.__dict__ = self._copied_values(lambda empty: type(empty)(), memo)
+        object.__setattr__(new, "__dict__", self._copied_values(
+            dict(self.__dict__), lambda empty: type(empty)(), memo))
         return new
 
     def _snapshot(self) -> "Description":
@@ -297,22 +317,21 @@ class Description:
         100,000 units would otherwise hold 700,000 empty containers)."""
         new = type(self).__new__(type(self))
         # a read of a mutable default would make one per unit: share one instead
-        d = {**self._placeholders, **self._copied_values(_placeholder, {})}
+        d = self._copied_values({**self._placeholders, **self.__dict__}, _placeholder, {})
         for a in self._other_mutables:
             if a.name not in d:
                 d[a.name] = _placeholder(a.default)
-        new.__dict__ = d
+        object.__setattr__(new, "__dict__", d)
         return new
 
-    def _copied_values(self, empty: Callable[[Any], Any], memo: dict) -> dict:
-        """The instance's values with mutable ones deep-copied; an empty list or dict
-        becomes ``empty(value)``."""
-        d = dict(self.__dict__)
-        scalars = _SCALAR_TYPES
-        for name in self._copied:       # attributes that may hold mutable values
-            value = d.get(name, _UNSET)
+    def _copied_values(self, d: dict, empty: Callable[[Any], Any], memo: dict) -> dict:
+        """``d`` (a new dict holding the instance's values) with the mutable values
+        deep-copied; an empty list or dict becomes ``empty(value)``."""
+        scalars, copied = _SCALAR_TYPES, self._copied_set
+        # what the instance holds of the attributes that may hold mutable values
+        for name, value in self.__dict__.items():
             tv = type(value)
-            if value is _UNSET or tv in scalars:
+            if tv in scalars or name not in copied:
                 continue
             if (tv is list or tv is dict) and not value:
                 d[name] = empty(value)
@@ -364,8 +383,10 @@ class Description:
         if bad:
             _, name, value, problem = min(bad, key=lambda b: b[0])   # schema order
             self._fail(name, value, problem)
+        held = self.__dict__      # an attribute it does not hold has its default
         if self._required_one_of and not any(
-                self._peek(n) is not None and self._peek(n) != "" for n in self._required_one_of):
+                held.get(n, self._defaults[n]) not in (None, "")
+                for n in self._required_one_of):
             first = self._required_one_of[0]
             self._fail(first, self._peek(first),
                        f"must be set: {type(self).__name__} needs "
@@ -374,6 +395,45 @@ class Description:
 
     def _validate_whole(self) -> None:
         """Subclass hook: rules across attributes. Raise BadParameter on failure."""
+
+    def _shape(self) -> tuple | None:
+        """What :meth:`validate`, a journal record and the agent's copy of this
+        description depend on, but for its shared values (a unit's function and its
+        arguments): its other values, when all are immutable scalars (an empty list
+        or dict counts as not set), and whether each shared value is set or empty;
+        None when another value is a container, which may change in place.
+
+        Descriptions of one shape need :meth:`validate` once; the others of that
+        shape need only :meth:`_validate_shared`.
+        """
+        shared, scalars = self._shared, _SCALAR_TYPES
+        key: list = [type(self)]
+        for name, value in self.__dict__.items():
+            tv = type(value)
+            if name in shared:
+                key.append((name, bool(value) if tv in (list, tuple, dict) else value is None))
+            elif tv in scalars:
+                key.append((name, value, tv))     # 1 and True are equal, not alike
+            elif value or tv is not type(self._placeholders.get(name)):
+                return None     # a container that is not the empty default
+        return tuple(key)
+
+    def _validate_shared(self) -> None:
+        """:meth:`validate` for a description of a shape (:meth:`_shape`) that
+        another description passed: its shared values are checked again.
+
+        :raises BadParameter: naming the first offending attribute and its value.
+        """
+        held, recheck = self.__dict__, self._recheck_of
+        for name in self._shared_order:
+            value = held.get(name)
+            if value is None or (not value and type(value) in (list, dict)):
+                continue
+            a = recheck.get(name)
+            if a is not None:
+                problem = a.problem(value)
+                if problem is not None:
+                    self._fail(name, value, problem)
 
 
 # -- the two descriptions ------------------------------------------------------------------
@@ -526,20 +586,22 @@ class ComputeUnitDescription(Description):
     )
 
     def _validate_whole(self) -> None:
-        peek = self._peek
-        if peek("cpu_process_type") == "FUNC":
-            if peek("function") is not None:
-                self._fail("function", peek("function"), "cannot be set for a FUNC unit: "
+        # what the instance holds; the defaults of these are None, '' and empty
+        held = self.__dict__
+        function, executable = held.get("function"), held.get("executable")
+        if held.get("cpu_process_type") == "FUNC":
+            if function is not None:
+                self._fail("function", function, "cannot be set for a FUNC unit: "
                            "its 'executable' names the callable")
-            if peek("executable") and not _CALLABLE_NAME.match(peek("executable")):
-                self._fail("executable", peek("executable"), "must name a callable for a "
+            if executable and not _CALLABLE_NAME.match(executable):
+                self._fail("executable", executable, "must name a callable for a "
                            "FUNC unit, such as 'math.exp' or 'mymodule.work'")
-        if peek("function") is not None and peek("executable"):
-            self._fail("function", peek("function"),
+        if function is not None and executable:
+            self._fail("function", function,
                        "cannot be set together with 'executable': a unit runs one or the other")
-        if peek("function") is None and (peek("args") or peek("kwargs")):
-            name = "args" if peek("args") else "kwargs"
-            self._fail(name, peek(name), "is only used with 'function', which is not set")
+        if function is None and (held.get("args") or held.get("kwargs")):
+            name = "args" if held.get("args") else "kwargs"
+            self._fail(name, held[name], "is only used with 'function', which is not set")
 
 
 __all__ = [

@@ -206,8 +206,12 @@ class ComputePilot(Stateful):
                 return
             self._seq = seq
         for msg in messages:
-            if isinstance(msg, wire.UnitStates):
-                self.session._route_unit_states(self, msg.updates)
+            if isinstance(msg, wire.UnitGroups):
+                self.session._route_unit_states(self, msg.groups)
+            elif isinstance(msg, wire.UnitStates):     # as agents before groups sent
+                self.session._route_unit_states(
+                    self, [(steps, [uid], None if outcome is None else [outcome])
+                           for uid, steps, outcome in msg.updates])
             elif isinstance(msg, wire.Hello):
                 self._on_hello(msg)
             elif isinstance(msg, wire.Bye):

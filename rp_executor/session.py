@@ -579,17 +579,37 @@ class Session:
             return
         pilot._on_messages(messages, seq)
 
-    def _route_unit_states(self, pilot: Any, updates: list) -> None:
+    def _route_unit_states(self, pilot: Any, groups: list) -> None:
+        """Hand a pilot's :class:`~rp_executor._core.wire.UnitGroups` groups
+        (``[steps, uids, outcomes]``) to the unit managers of their units, as
+        ``(steps, units, outcomes)``."""
         units = self._units
         by_umgr: dict[Any, list] = {}
-        for update in updates:
-            unit = units.get(update[0])
-            if unit is None:
-                log.warning("%s reported unknown unit %s", pilot.uid, update[0])
+        for steps, uids, outcomes in groups:
+            found = list(map(units.get, uids))
+            if None in found:
+                for uid, unit in zip(uids, found):
+                    if unit is None:
+                        log.warning("%s reported unknown unit %s", pilot.uid, uid)
+                keep = [i for i, unit in enumerate(found) if unit is not None]
+                found = [found[i] for i in keep]
+                outcomes = None if outcomes is None else [outcomes[i] for i in keep]
+                if not found:
+                    continue
+            umgr = found[0]._manager
+            if all(unit._manager is umgr for unit in found):
+                by_umgr.setdefault(umgr, []).append((steps, found, outcomes))
                 continue
-            by_umgr.setdefault(unit._manager, []).append(update)
-        for umgr, group in by_umgr.items():
-            umgr._handle_updates(pilot, group)
+            split: dict[Any, tuple[list, list]] = {}
+            for i, unit in enumerate(found):
+                mine = split.setdefault(unit._manager, ([], []))
+                mine[0].append(unit)
+                mine[1].append(None if outcomes is None else outcomes[i])
+            for umgr, (mine, outs) in split.items():
+                by_umgr.setdefault(umgr, []).append(
+                    (steps, mine, None if outcomes is None else outs))
+        for umgr, mine in by_umgr.items():
+            umgr._handle_updates(pilot, mine)
 
     def _route_withdrawn(self, pilot: Any, uids: list) -> None:
         by_umgr: dict[Any, list] = {}

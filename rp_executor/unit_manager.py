@@ -218,7 +218,11 @@ class UnitManager(Manager):
             return self._submit(descs, scalar)
 
     def _submit(self, descs: list | tuple, scalar: bool) -> Any:
-        checked, calls, plans = [], [], []
+        checked, calls, plans, records = [], [], [], []
+        # descriptions made from one template share a shape: it is validated and
+        # recorded once, and of the others only the function and arguments are
+        # checked
+        shapes: dict[tuple, tuple[str, bool]] = {}
         for i, d in enumerate(descs):
             if type(d) is not dict and not isinstance(d, ComputeUnitDescription):
                 raise BadParameter(f"descriptions[{i}]: expected a ComputeUnitDescription "
@@ -226,8 +230,18 @@ class UnitManager(Manager):
                                    attribute="descriptions", value=d)
             try:
                 # a dict is checked as it is converted: its errors name the index too
-                d = (ComputeUnitDescription(d) if type(d) is dict else d)._snapshot()
-                d.validate()
+                d = ComputeUnitDescription(d) if type(d) is dict else d
+                shape = d._shape()      # of what the user's holds: fewer values
+                d = d._snapshot()
+                record = None if shape is None else shapes.get(shape)
+                if record is None:
+                    d.validate()
+                    record = description_record(d)
+                    if shape is not None:
+                        shapes[shape] = record
+                else:
+                    d._validate_shared()
+                records.append(record)
                 calls.append(dump_call(d) if d.function is not None
                              or d.cpu_process_type == FUNC else None)
                 plans.append(plan_of(d, self._session)
@@ -246,12 +260,14 @@ class UnitManager(Manager):
         while start < len(checked):
             end = start + size
             units.extend(self._create(checked[start:end], calls[start:end],
-                                      plans[start:end]))
+                                      plans[start:end], records[start:end]))
             start, size = end, _CHUNK
         return units[0] if scalar else units
 
-    def _create(self, checked: list, calls: list, plans: list) -> list[ComputeUnit]:
-        """Create, journal and schedule units of checked descriptions."""
+    def _create(self, checked: list, calls: list, plans: list,
+                records: list) -> list[ComputeUnit]:
+        """Create, journal and schedule units of checked descriptions (``records``:
+        their :func:`description_record`)."""
         session = self._session
         now = time.time()
         units = [ComputeUnit(session._next_unit_id(), self, d) for d in checked]
@@ -260,9 +276,8 @@ class UnitManager(Manager):
         staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
         journal = session._journal
         rows = []
-        for u in units:
+        for u, (text, exact) in zip(units, records):
             d, call = u._description, u._call
-            text, exact = description_record(d)
             if not exact:
                 d._kept = True     # a DONE unit keeps it: the journal cannot give it back
             if call is None:
@@ -393,7 +408,7 @@ class UnitManager(Manager):
         entry and one callback batch per unit, not two); the others take them alone.
         """
         if first is not None and self._staging.plans:
-            self._advance([(u, first) for u in units])   # staging advances them itself
+            self._advance_groups([(units, first)])   # staging advances them itself
             first = None
         try:
             self._bind(units, first)
@@ -401,7 +416,7 @@ class UnitManager(Manager):
             if first is not None:
                 fresh = [u for u in units if u._state is None]
                 if fresh:
-                    self._advance([(u, first) for u in fresh])
+                    self._advance_groups([(fresh, first)])
 
     def _bind(self, units: list[ComputeUnit], first: tuple | None) -> None:
         """:meth:`_schedule`'s binding (lock held)."""
@@ -457,11 +472,11 @@ class UnitManager(Manager):
             if self._staging.plans:
                 group = self._staging.stage_in(pilot, group, now)
             if first is None:
-                self._advance([(u, steps) for u in group])
+                self._advance_groups([(group, steps)])
             else:
-                with_first = first + steps
-                self._advance([(u, steps if u._state is not None else with_first)
-                               for u in group])
+                self._advance_groups([([u for u in group if u._state is not None], steps),
+                                      ([u for u in group if u._state is None],
+                                       first + steps)])
             pilot._send_units([wire.unit_form(u) for u in group])
 
     def _callable(self, units: list[ComputeUnit]) -> list[ComputeUnit]:
@@ -565,35 +580,42 @@ class UnitManager(Manager):
 
     # what comes back ----------------------------------------------------------------
 
-    def _handle_updates(self, pilot: Any, updates: list) -> None:
-        """Apply agent state updates (on the I/O thread)."""
+    def _handle_updates(self, pilot: Any, groups: list) -> None:
+        """Apply agent state updates (on the I/O thread): ``(steps, units, outcomes)``
+        groups, whose units took the same steps (``outcomes``: None, or one for each
+        unit, None or in wire form)."""
         items = []
         staged_out: list[ComputeUnit] = []
         now = None
+        staging = self._staging
         with self._lock:
-            units = self._units
-            for uid, steps, outcome in updates:
-                unit = units.get(uid)
-                if unit is None:
-                    log.warning("%s: update for unknown unit %s", pilot.uid, uid)
-                    continue
-                if unit._pilot is not pilot or unit._state in _FINAL:
-                    # late news: from a pilot the unit was taken from (re-routed), or
-                    # of a unit that ended already (its pilot was given up on first)
-                    log.debug("%s: ignored an update of %s from %s", self._uid, uid,
-                              pilot.uid)
-                    continue
-                if outcome:
-                    unit._outcome = Outcome.from_wire(outcome)
-                if steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
-                    if self._staging.plans and self._staging.stages_out(uid):
-                        items.append((unit, steps))   # done on the staging thread
-                        staged_out.append(unit)
+            for steps, units, outcomes in groups:
+                live = []
+                for i, unit in enumerate(units):
+                    if unit._pilot is not pilot or unit._state in _FINAL:
+                        # late news: from a pilot the unit was taken from (re-routed),
+                        # or of a unit that ended already (its pilot was given up on
+                        # first)
+                        log.debug("%s: ignored an update of %s from %s", self._uid,
+                                  unit.uid, pilot.uid)
                         continue
+                    if outcomes is not None and outcomes[i]:
+                        unit._outcome = Outcome.from_wire(outcomes[i])
+                    live.append(unit)
+                if not live:
+                    continue
+                if steps and steps[-1][0] == states.UMGR_STAGING_OUTPUT_PENDING:
+                    if staging.plans:
+                        out = [u for u in live if staging.stages_out(u.uid)]
+                        if out:     # done on the staging thread
+                            items.append((out, steps))
+                            staged_out += out
+                            taken = set(out)
+                            live = [u for u in live if u not in taken]
                     now = now or time.time()
                     steps = [*steps, (states.UMGR_STAGING_OUTPUT, now), (states.DONE, now)]
-                items.append((unit, steps))
-            self._advance(items)
+                items.append((live, steps))
+            self._advance_groups(items)
             if staged_out:
                 self._staging.stage_out([u for u in staged_out if not u.is_final])
 

@@ -385,3 +385,39 @@ def test_an_attribute_may_not_hide_a_method():
     with pytest.raises(TypeError, match="'copy'"):
         class Bad(Description):   # noqa: F841
             _schema = (Attr("copy", int, 0),)
+
+
+# -- shapes: descriptions from one template are validated once (UnitManager.submit_units)
+
+def test_descriptions_from_one_template_share_a_shape_whatever_their_arguments():
+    # as submit_units sees them: snapshots, which hold every default container
+    a = CUD(function=pow, args=[2, 1], kwargs={}, name="x")
+    b = CUD(function=max, args=[5], name="x")
+    assert a._snapshot()._shape() == b._snapshot()._shape() is not None
+
+
+@pytest.mark.parametrize("other", [
+    {"function": pow, "name": "y"},                  # another value
+    {"function": pow, "name": "x", "cpu_threads": 2},   # one more
+    {"executable": "/bin/true", "name": "x"},      # no function
+    {"function": pow, "args": [], "name": "x"},     # empty arguments
+    {"function": pow, "name": "x", "metadata": 1},  # 1 is not True
+])
+def test_descriptions_that_differ_in_what_validate_sees_differ_in_shape(other):
+    base = CUD(function=pow, args=[1], name="x", metadata=True)
+    assert base._snapshot()._shape() != CUD(**other)._snapshot()._shape()
+
+
+def test_a_description_holding_a_container_has_no_shape_and_is_validated_whole():
+    d = CUD(executable="/bin/echo", arguments=["x"])
+    assert d._shape() is None
+    assert CUD(executable="/bin/echo", arguments=[])._shape() is not None
+
+
+def test_validate_shared_finds_what_changed_in_place_in_the_shared_values():
+    d = CUD(function=pow, args=[2, 3], kwargs={"a": 1})
+    d._validate_shared()
+    d.kwargs[7] = "x"      # in place: not checked when set
+    with pytest.raises(BadParameter) as err:
+        d._validate_shared()
+    assert err.value.attribute == "kwargs"

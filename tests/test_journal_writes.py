@@ -7,11 +7,12 @@ import json
 import re
 import sqlite3
 import threading
+import zlib
 
 import pytest
 
 from rp_executor import states
-from rp_executor._core.journal import Journal, to_json
+from rp_executor._core.journal import Journal, entries_of, to_json
 from rp_executor.exceptions import DatabaseError
 
 UNIT_WAY = [s for s in states.UNIT_STATES if s not in (states.FAILED, states.CANCELED)]
@@ -78,6 +79,34 @@ def test_transitions_read_back_one_per_state_in_the_order_they_were_added(journa
     assert journal.transitions() == expected
     assert journal.transitions("unit.000003") == [e for e in expected if e[1] == "unit.000003"]
     assert journal.transitions("pilot.0000") == expected[-2:]
+
+
+def test_entries_of_one_call_are_grouped_by_states_and_times_each_object_in_order(journal):
+    # 1,000 units report the same states at the same time (one agent report): one
+    # group; a unit that comes twice in one call keeps its own order
+    same = [("unit", f"unit.{i:06d}", UNIT_WAY[5:9], 7.25) for i in range(1000)]
+    twice = [("unit", "unit.000002", UNIT_WAY[9:11], [8.0, 8.5])]
+    journal.add_transitions(same + twice)
+    journal.flush()
+    (data,) = rows(journal.path, "SELECT entries FROM transitions")[0]
+    groups = json.loads(zlib.decompress(data))
+    assert groups == [[",".join(UNIT_WAY[5:9]), "7.25", [r[1] for r in same]],
+                      [",".join(UNIT_WAY[9:11]), "8.0,8.5", ["unit.000002"]]]
+    got = journal.transitions("unit.000002")
+    assert got == [("unit", "unit.000002", s, 7.25) for s in UNIT_WAY[5:9]] + \
+        [("unit", "unit.000002", UNIT_WAY[9], 8.0), ("unit", "unit.000002", UNIT_WAY[10], 8.5)]
+    assert len(journal.transitions()) == 4 * 1000 + 2
+
+
+def test_entries_of_reads_rows_of_journals_before_groups():
+    old = [["unit.000001", "NEW,UMGR_SCHEDULING_PENDING", "1.5"],
+           ["unit.000002", "NEW", "2.0"]]
+    assert entries_of(zlib.compress(json.dumps(old).encode())) == old
+    assert entries_of(json.dumps(old)) == old
+    mixed = [["NEW", "3.0", ["unit.000003", "unit.000004"]], ["unit.000005", "NEW", "4.0"]]
+    assert entries_of(zlib.compress(json.dumps(mixed).encode())) == [
+        ["unit.000003", "NEW", "3.0"], ["unit.000004", "NEW", "3.0"],
+        ["unit.000005", "NEW", "4.0"]]
 
 
 def test_writes_from_many_threads_are_all_kept_each_in_its_thread_order(journal):

@@ -15,9 +15,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from rp_executor._core import wire
 from rp_executor._core.wire import (Ack, Bye, CancelPilot, CancelUnits, ClientChannel,
-                                    Heartbeat, Hello, KeyPair, Resume, Resumed, UnitStates,
-                                    Units, Withdraw, Withdrawn, connect_agent, decode, encode,
-                                    read_secret, write_secret)
+                                    Heartbeat, Hello, KeyPair, Resume, Resumed, UnitGroups,
+                                    UnitStates, Units, Withdraw, Withdrawn, connect_agent,
+                                    decode, encode, read_secret, write_secret)
 
 PILOT = "pilot.0000"
 
@@ -203,6 +203,10 @@ SAMPLES = [
     Ack(17),
     Resume(16),
     Resumed(["unit.000004"], 18),
+    UnitGroups([[[["AGENT_STAGING_INPUT", 1.5], ["AGENT_SCHEDULING_PENDING", 1.5]],
+                 ["unit.000005", "unit.000006"], None],
+                [[["UMGR_STAGING_OUTPUT_PENDING", 2.5]], ["unit.000007", "unit.000008"],
+                 [None, ["DONE", 0, "", "", None, None, None, None, [], None]]]]),
 ]
 
 

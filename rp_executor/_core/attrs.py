@@ -121,6 +121,7 @@ class Attr:
     keys_fast: frozenset | None = field(init=False, repr=False, compare=False)
     rejects_bool: bool = field(init=False, repr=False, compare=False)
     expect: str = field(init=False, repr=False, compare=False)
+    anything: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         members = _flatten(self.hint)
@@ -137,6 +138,7 @@ class Attr:
                 keys, items = _fast_set(args[0]), _fast_set(args[1])
         set_ = object.__setattr__
         set_(self, "fast", frozenset(fast))
+        set_(self, "anything", object in fast)   # any value's type passes
         set_(self, "items_fast", items)
         set_(self, "keys_fast", keys)
         # bool is an int to Python, but True is never a meaningful count.
@@ -145,7 +147,7 @@ class Attr:
 
     def _fast_ok(self, value: Any) -> bool:
         tv = type(value)
-        if tv in self.fast or object in self.fast:
+        if self.anything or tv in self.fast:
             return True
         items = self.items_fast
         if items is None:
@@ -154,6 +156,8 @@ class Attr:
         if tv is list and self.keys_fast is None:
             return anything or all(type(x) in items for x in value)
         if tv is dict and self.keys_fast is not None:
+            if not value:
+                return True
             keys = self.keys_fast
             return all(type(k) in keys for k in value) and \
                 (anything or all(type(v) in items for v in value.values()))

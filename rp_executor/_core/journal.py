@@ -62,9 +62,12 @@ _repr.maxother = _repr.maxstring = 200
 
 
 def _entries(rows: list[tuple]) -> list[list]:
-    """``[uid, 'S1,S2', 't1,t2']`` entries (one time when all the states share it)
-    of ``(kind, uid, states, stamps)`` rows whose states and times may be lists. A
-    float's text is made once per row: the units of one report share their times."""
+    """``['S1,S2', 't1,t2', [uid, ...]]`` groups (one time when all the states share
+    it) of ``(kind, uid, states, stamps)`` rows whose states and times may be lists:
+    the objects that passed the same states at the same times share one group, in
+    the order the first of each came (an object that comes again starts new groups,
+    so that its own entries keep their order). A float's text is made once per
+    call: the units of one report share their times, and mostly their states too."""
     texts: dict[float, str] = {}
 
     def text(t: float) -> str:
@@ -73,16 +76,35 @@ def _entries(rows: list[tuple]) -> list[list]:
             out = texts[t] = repr(float(t))
         return out
 
-    out = []
+    out: list[list] = []
+    groups: dict[tuple, list] = {}
+    seen: set = set()
     for _, uid, names, stamps in rows:
-        if type(names) is not str:
-            names = ",".join(names)
-        t = type(stamps)
-        if t is list:
-            stamps = ",".join([text(x) for x in stamps])
-        elif t is not str:
-            stamps = text(stamps)
-        out.append([uid, names, stamps])
+        one = type(uid) is not list      # a list: objects that took these steps alike
+        if (uid in seen) if one else not seen.isdisjoint(uid):
+            out.extend(groups.values())
+            groups, seen = {}, set()
+        if one:
+            seen.add(uid)
+        else:
+            seen.update(uid)
+        key = (names if type(names) is str else tuple(names),
+               tuple(stamps) if type(stamps) is list else stamps)
+        group = groups.get(key)
+        if group is None:
+            if type(names) is not str:
+                names = ",".join(names)
+            t = type(stamps)
+            if t is list:
+                stamps = ",".join([text(x) for x in stamps])
+            elif t is not str:
+                stamps = text(stamps)
+            group = groups[key] = [names, stamps, []]
+        if one:
+            group[2].append(uid)
+        else:
+            group[2] += uid
+    out.extend(groups.values())
     return out
 
 
@@ -94,19 +116,28 @@ def stamps_of(names: str, stamps: str) -> list[float]:
 
 def _batch_row(rows: list[tuple]) -> list[tuple[str, bytes]]:
     """One transitions row for the entries of one ``add_transitions`` call (one kind):
-    their JSON, compressed (zlib, fastest level). uids, state names and timestamps
-    repeat from entry to entry, so a no-op unit's whole history takes ~25 bytes
-    instead of ~600 as text."""
+    their groups (:func:`_entries`) as JSON, compressed (zlib, fastest level). uids,
+    state names and timestamps repeat from entry to entry, so a no-op unit's whole
+    history takes ~25 bytes instead of ~600 as text."""
     text = json.dumps(_entries(rows), separators=(",", ":"))
     return [(rows[0][0], zlib.compress(text.encode(), 1))]
 
 
 def entries_of(data: str | bytes) -> list:
     """The ``[uid, states, stamps]`` entries of one transitions row: compressed JSON
-    (bytes), or JSON text as journals before compression held it."""
+    of groups (``[states, stamps, [uid, ...]]``, as :func:`_entries` makes them) or
+    of entries (bytes, as journals before groups held them), or JSON text of entries
+    (journals before compression). An object appears at most once in a row."""
     if isinstance(data, bytes):
         data = zlib.decompress(data)
-    return json.loads(data)
+    out = []
+    for item in json.loads(data):
+        if type(item[2]) is list:
+            names, stamps, uids = item
+            out.extend([uid, names, stamps] for uid in uids)
+        else:
+            out.append(item)
+    return out
 
 
 _encoder = json.JSONEncoder(default=_repr.repr, sort_keys=True)   # made once: cheaper
@@ -327,16 +358,19 @@ class Journal:
                      "WHERE uid = ?", rows)
 
     def add_transitions(self, rows: list[tuple]) -> None:
-        """Record ``(kind, uid, states, stamps)`` entries, in the order given.
+        """Record ``(kind, uid, states, stamps)`` entries, in the order given; ``uid``
+        may be a list of the uids of objects that took the same steps.
 
         An entry holds the states one object passed in one step (a list, or text,
         comma-separated) and their timestamps (a list of floats, text likewise made of
         their ``repr``, or a single float or text when all the states share it). The
         lists must not change once given: they are made into text on the writer
         thread. The entries of one call, one batch of a manager's state
-        changes, are one database row (JSON), which costs the writer about half of
-        what a row (and an index entry) per entry did. :meth:`transitions` reads them
-        back one transition at a time.
+        changes, are one database row (JSON of groups: the objects that passed the
+        same states at the same times share one), which costs the writer a fraction
+        of what a row (and an index entry) per entry did. An object's entries keep
+        their order; those of different objects in one call may not.
+        :meth:`transitions` reads them back one transition at a time.
         """
         self.execute(_INSERT_TRANSITIONS, rows, _batch_row)
 

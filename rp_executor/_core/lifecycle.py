@@ -252,68 +252,113 @@ class Manager:
 
         Must be called with ``self._lock`` held. Returns the objects that changed.
         """
-        lookup, progress = self._progress_lookup, self._progress
+        return self._advance_groups([((obj,), steps) for obj, steps in items])
+
+    def _advance_groups(self, groups: Iterable[tuple[Sequence[Stateful],
+                                                     Sequence[tuple[str, float]]]]) -> list:
+        """:meth:`_advance` for groups of objects that take the same steps: what
+        they pass is worked out once per group and state they are in (one agent
+        report moves a thousand units alike), and each group is one journal entry
+        and one callback item.
+
+        Must be called with ``self._lock`` held. Returns the objects that changed.
+        """
         kind = self._kind
         rows: list[tuple] = []
-        fired: list[tuple[Stateful, list[str]]] = []
-        for obj, steps in items:
-            current = obj._state
-            history = obj._history
-            if type(history) is bytes:     # final and packed: nothing more can happen
-                continue
-            start = len(history)
-            first = None       # the time of the first state passed
-            same = True        # all passed states share it (they mostly do)
-            for target, ts in steps:
-                passed = lookup((current, target))
-                if passed is None:
-                    passed = progress(current, target)
-                if passed:
-                    if first is None:
-                        first = ts
-                    elif ts != first:
-                        same = False
-                    for state in passed:
-                        history.append(state)
-                        history.append(ts)
-                    current = passed[-1]
-                elif current != target:
-                    log.debug("%s: ignored %s -> %s", obj._uid, current, target)
-            if first is not None:
-                obj._state = current
-                names = history[start::2]
-                # one journal entry per object and batch: its states and their times
-                # (one time when they share it, as states reported together mostly
-                # do), made into text on the journal's writer thread
-                rows.append((kind, obj._uid, names,
-                             first if same else history[start + 1::2]))
-                fired.append((obj, names))
+        fired: list[tuple[list, list[str]]] = []
+        changed: list[Stateful] = []
+        for objs, steps in groups:
+            passages: dict = {}     # the state objects are in -> [passage, objs]
+            for obj in objs:
+                history = obj._history
+                if type(history) is bytes:     # final and packed: nothing more can happen
+                    continue
+                current = obj._state
+                entry = passages.get(current)
+                if entry is None:
+                    entry = passages[current] = [self._passage(obj, current, steps), []]
+                if entry[0] is None:
+                    continue
+                history += entry[0][0]
+                obj._state = entry[0][3]
+                entry[1].append(obj)
+            for passage, moved in passages.values():
+                if moved:
+                    _, names, stamps, _ = passage
+                    # one journal entry per group: its states and their times (one
+                    # time when they share it, as states reported together mostly
+                    # do), made into text on the journal's writer thread
+                    rows.append((kind, [obj._uid for obj in moved] if len(moved) > 1
+                                 else moved[0]._uid, names, stamps))
+                    fired.append((moved, names))
+                    changed += moved
         if rows:
             self._session._journal.add_transitions(rows)
             # the manager's callbacks as they are now: those registered when a state
             # was reached run for it, also when the manager is closed meanwhile
             manager_cbs = list(self._callbacks[self._metrics[0]].values())
-            todo = fired if manager_cbs else [item for item in fired if item[0]._callbacks]
+            if manager_cbs:
+                todo = fired
+            else:
+                todo = [(own, names) for own, names in
+                        (([o for o in objs if o._callbacks], names) for objs, names in fired)
+                        if own]
             if todo:
                 self._session._callbacks.submit(self._fire, todo, manager_cbs)
-            changed = [obj for obj, _ in fired]
             self._on_changed(changed)
             self._cond.notify_all()
             return changed
         return []
 
+    def _passage(self, obj: Stateful, current: str | None,
+                 steps: Sequence[tuple[str, float]]) -> tuple | None:
+        """What an object in state ``current`` passes on ``steps``: ``(flat history
+        to add, the states, their time or times, the last state)``, or None when it
+        passes none (``obj`` names it in the log)."""
+        lookup, progress = self._progress_lookup, self._progress
+        flat: list = []
+        first = None       # the time of the first state passed
+        same = True        # all passed states share it (they mostly do)
+        for target, ts in steps:
+            passed = lookup((current, target))
+            if passed is None:
+                passed = progress(current, target)
+            if passed:
+                if first is None:
+                    first = ts
+                elif ts != first:
+                    same = False
+                for state in passed:
+                    flat.append(state)
+                    flat.append(ts)
+                current = passed[-1]
+            elif current != target:
+                log.debug("%s: ignored %s -> %s", obj._uid, current, target)
+        if first is None:
+            return None
+        return flat, flat[::2], first if same else flat[1::2], current
+
     def _on_changed(self, objs: list) -> None:
         """Hook for subclasses, called with the lock held after objects changed."""
 
-    def _fire(self, todo: list[tuple[Stateful, list[str]]], manager_cbs: list) -> None:
-        # runs on the callback thread: per object, every state in order, and per state
-        # the object's callbacks, then the manager's
-        for obj, passed in todo:
-            cbs = manager_cbs if not obj._callbacks else \
-                [*obj._callbacks.values(), *manager_cbs]
-            for state in passed:
-                for cb, data in cbs:
-                    call_logged(cb, obj, state, data)
+    def _fire(self, todo: list[tuple[list, list[str]]], manager_cbs: list) -> None:
+        # runs on the callback thread: per object (of each group that passed the same
+        # states), every state in order, and per state the object's callbacks, then
+        # the manager's (call_logged and invoke written out: this loop runs for every
+        # state of every unit, and two calls fewer per callback are a third of its time)
+        for objs, passed in todo:
+            for obj in objs:
+                cbs = manager_cbs if not obj._callbacks else \
+                    [*obj._callbacks.values(), *manager_cbs]
+                for state in passed:
+                    for cb, data in cbs:
+                        try:
+                            if data is None:
+                                cb(obj, state)
+                            else:
+                                cb(obj, state, data)
+                        except Exception:
+                            _log_failed(cb, obj, state)
 
     def _fire_metric(self, metric: str, value: Any) -> None:
         """Queue the callbacks of a non-state metric with ``cb(self, value)``."""
@@ -375,8 +420,13 @@ def call_logged(cb: Callable, obj: Any, value: Any, data: Any) -> None:
     try:
         invoke(cb, obj, value, data)
     except Exception:
-        log.exception("callback %s failed for %s (%s)",
-                      getattr(cb, "__qualname__", cb), getattr(obj, "uid", obj), value)
+        _log_failed(cb, obj, value)
+
+
+def _log_failed(cb: Callable, obj: Any, value: Any) -> None:
+    """Log the exception being handled: ``cb`` failed for ``obj`` and ``value``."""
+    log.exception("callback %s failed for %s (%s)",
+                  getattr(cb, "__qualname__", cb), getattr(obj, "uid", obj), value)
 
 
 def _fire_all(cbs: list, obj: Any, value: Any) -> None:

@@ -73,6 +73,22 @@ class UnitStates:
 
 
 @dataclass(slots=True)
+class UnitGroups:
+    """Agent → client: state updates of many units, grouped; what :class:`UnitStates`
+    says, in less.
+
+    ``groups`` holds ``[[[state, timestamp], ...], [uid, ...], outcomes]`` items: the
+    units of a group passed the same states at the same times since their last
+    update (as the units of one agent report mostly do), so those are sent, decoded
+    and applied once per group. ``outcomes`` is None when no unit of the group has
+    one, else a list beside the uids (None, or an outcome in
+    :meth:`~rp_executor.outcome.Outcome.to_wire` form).
+    """
+
+    groups: list
+
+
+@dataclass(slots=True)
 class Bye:
     """Agent → client, last: the agent ends, with the pilot's final state and why."""
 
@@ -145,7 +161,8 @@ class Resumed:
 
 
 MESSAGE_TYPES: tuple[type, ...] = (Hello, Heartbeat, UnitStates, Bye, Units, CancelUnits,
-                                   CancelPilot, Withdraw, Withdrawn, Ack, Resume, Resumed)
+                                   CancelPilot, Withdraw, Withdrawn, Ack, Resume, Resumed,
+                                   UnitGroups)
 _TAG = {cls: i for i, cls in enumerate(MESSAGE_TYPES)}
 _TYPE_OF = dict(enumerate(MESSAGE_TYPES))   # a tag out of range is a KeyError
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in MESSAGE_TYPES}
@@ -479,8 +496,8 @@ def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: st
     return sock
 
 
-__all__ = ["Hello", "Heartbeat", "UnitStates", "Bye", "Units", "CancelUnits", "CancelPilot",
-           "Withdraw", "Withdrawn", "Ack", "Resume", "Resumed", "pack_seq", "unpack_seq",
+__all__ = ["Hello", "Heartbeat", "UnitStates", "UnitGroups", "Bye", "Units", "CancelUnits",
+           "CancelPilot", "Withdraw", "Withdrawn", "Ack", "Resume", "Resumed", "pack_seq", "unpack_seq",
            "TO_AGENT", "AGENT_FIELDS", "unit_form",
            "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
            "ClientChannel", "connect_agent"]
