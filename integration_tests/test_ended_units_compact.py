@@ -1,13 +1,18 @@
 """An ended unit keeps only what a user can still read, compactly; nothing readable
-disappears: a DONE unit's description comes back from the journal as it was."""
+disappears: a DONE unit's description comes back from the journal as it was. What a
+bulk submit made is freed once its session closed and nothing refers to it."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import tracemalloc
+import weakref
 
 import rp_executor as rp
 from rp_executor.unit import StoredDescription
+from rp_executor.unit_manager import _FREEZE_FROM
+from support import assert_no_session_processes
 
 
 def add(a, b=0):
@@ -93,3 +98,31 @@ def test_the_journal_keeps_every_state_compressed(umgr):
     for unit in units[:: 50]:
         assert [s for _, _, s, _ in journal.transitions(unit.uid)] == \
             [s for s, _ in unit.state_history]
+
+
+def test_a_bulk_submits_units_are_collected_once_their_session_closed(tmp_path,
+                                                                       monkeypatch):
+    # a submit of this many freezes what it made (out of the collector's runs); the
+    # session's close gives it back, and its units and managers go when unreferenced
+    monkeypatch.chdir(tmp_path)
+    session = rp.Session()
+    try:
+        pmgr = rp.PilotManager(session)
+        pilot = pmgr.submit_pilots(rp.ComputePilotDescription(
+            resource="local.localhost", cores=2, runtime=10))
+        umgr = rp.UnitManager(session)
+        umgr.add_pilots(pilot)
+        units = umgr.submit_units([rp.ComputeUnitDescription(function=add, args=[i])
+                                   for i in range(_FREEZE_FROM)])
+        assert gc.get_freeze_count() > 0
+        assert set(umgr.wait_units(timeout=120)) == {rp.DONE}
+        assert units[-1].return_value == _FREEZE_FROM - 1
+        refs = [weakref.ref(obj) for obj in (session, umgr, pmgr, pilot)]
+    finally:
+        session.close()
+    assert gc.get_freeze_count() == 0
+    uid = session.uid
+    del session, pmgr, pilot, umgr, units
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 4
+    assert_no_session_processes(uid)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rp_executor._core import reattach, wire
+from rp_executor._core.gcpause import thaw
 from rp_executor._core.journal import Journal
 from rp_executor._core.lifecycle import CallbackThread, check_open
 from rp_executor.context import Context
@@ -395,6 +396,9 @@ class Session:
                 if pilot.pilot_sandbox:
                     shutil.rmtree(pilot.pilot_sandbox, ignore_errors=True)
         self._journal.close()
+        # a bulk submit froze what it made (gcpause.freeze_survivors): the session's
+        # units and managers are collectable again once unreferenced
+        thaw()
         log.info("session %s closed", self._uid)
 
     def register_close_callback(self, cb: Any) -> None:

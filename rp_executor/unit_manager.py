@@ -11,7 +11,7 @@ from rp_executor import states
 from rp_executor._core import wire
 from rp_executor._core.binding import PilotRoom, UmgrScheduler, make_umgr_scheduler, need_of
 from rp_executor._core.calls import dump_call
-from rp_executor._core.gcpause import paused_gc
+from rp_executor._core.gcpause import freeze_survivors, paused_gc
 from rp_executor._core.journal import description_record
 from rp_executor._core.lifecycle import Manager, check_callable
 from rp_executor.constants import (FUNC, SCHEDULER_DEFAULT, SCHEDULERS, UMGR_METRICS,
@@ -35,6 +35,8 @@ _FIRST_CHUNK = 256
 _CHUNK = 2048
 # from this many descriptions on, submit_units pauses the garbage collector (gcpause)
 _PAUSE_GC_FROM = 1000
+# ... and from this many on, what it made is frozen (gcpause.freeze_survivors)
+_FREEZE_FROM = 10_000
 
 
 class UnitManager(Manager):
@@ -215,7 +217,12 @@ class UnitManager(Manager):
             raise BadParameter("cannot submit no unit descriptions",
                                attribute="descriptions", value=descriptions)
         with paused_gc() if len(descs) >= _PAUSE_GC_FROM else contextlib.nullcontext():
-            return self._submit(descs, scalar)
+            units = self._submit(descs, scalar)
+            if len(descs) >= _FREEZE_FROM:
+                # what it made lives as long as the session: the collector's runs
+                # need not walk it again and again (thawed when the session closes)
+                freeze_survivors()
+            return units
 
     def _submit(self, descs: list | tuple, scalar: bool) -> Any:
         checked, calls, plans, records = [], [], [], []
