@@ -532,8 +532,9 @@ class Session:
                     d.__dict__.pop(name, None)
         return d
 
-    def _next_unit_id(self) -> str:
-        return f"unit.{next(self._unit_counter):06d}"
+    def _next_unit_ids(self, n: int) -> list[str]:
+        """The next ``n`` unit uids."""
+        return [f"unit.{i:06d}" for i in itertools.islice(self._unit_counter, n)]
 
     def _register_pmgr(self, pmgr: Any) -> None:
         self._check_open()

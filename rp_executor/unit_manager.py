@@ -277,29 +277,32 @@ class UnitManager(Manager):
         their :func:`description_record`)."""
         session = self._session
         now = time.time()
-        units = [ComputeUnit(session._next_unit_id(), self, d) for d in checked]
+        uids = session._next_unit_ids(len(checked))
+        units = [ComputeUnit(uid, self, d) for uid, d in zip(uids, checked)]
         for unit, call in zip(units, calls):
             unit._call = call
-        staged = [(u.uid, plan) for u, plan in zip(units, plans) if plan is not None]
+        staged = [(uid, plan) for uid, plan in zip(uids, plans) if plan is not None]
         journal = session._journal
         rows = []
-        for u, (text, exact) in zip(units, records):
-            d, call = u._description, u._call
+        fids: dict = {}     # pickled function -> its id in the journal
+        umgr = self._uid
+        for uid, d, call, (text, exact) in zip(uids, checked, calls, records):
             if not exact:
                 d._kept = True     # a DONE unit keeps it: the journal cannot give it back
             if call is None:
-                rows.append((u.uid, self._uid, text, None, None, None))
+                rows.append((uid, umgr, text, None, None, None))
             elif d.function is None:     # a FUNC unit: its executable and arguments
-                rows.append((u.uid, self._uid, text, 1, None, None))
+                rows.append((uid, umgr, text, 1, None, None))
             else:
-                rows.append((u.uid, self._uid, text, 1, journal.function_id(call[0]),
-                             call[1]))
+                fid = fids.get(call[0])
+                if fid is None:
+                    fid = fids[call[0]] = journal.function_id(call[0])
+                rows.append((uid, umgr, text, 1, fid, call[1]))
         journal.add_units(rows)
         with self._lock:
-            for u in units:
-                self._units[u.uid] = u
-                session._units[u.uid] = u
-                self._queued.add(u.uid)
+            self._units.update(zip(uids, units))
+            session._units.update(zip(uids, units))
+            self._queued.update(uids)
             if staged:
                 self._staging.add(staged)
             self._schedule(units, ((states.NEW, now), (states.UMGR_SCHEDULING_PENDING, now)))
@@ -469,13 +472,14 @@ class UnitManager(Manager):
         for pilot, group in batches.items():
             for u in group:
                 u._pilot = pilot
-            self._by_pilot[pilot.uid].update(u.uid for u in group)
+            uids = [u._uid for u in group]
+            self._by_pilot[pilot.uid].update(uids)
             if self._late:
                 self._hold(pilot.uid, group, 1)
-            again = [u.uid for u in group if u._description.restartable]
+            again = [u._uid for u in group if u._description.restartable]
             if again:
                 self._restartable.setdefault(pilot.uid, set()).update(again)
-            self._session._journal.bind_units(pilot.uid, [u.uid for u in group])
+            self._session._journal.bind_units(pilot.uid, uids)
             if self._staging.plans:
                 group = self._staging.stage_in(pilot, group, now)
             if first is None:
