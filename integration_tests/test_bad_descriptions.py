@@ -113,3 +113,19 @@ def test_one_bad_description_among_many_of_one_template_is_found(umgr, spoil, at
     assert err.value.attribute == attribute
     assert "descriptions[37]" in str(err.value)
     assert set(umgr.list_units()) == known
+
+
+@pytest.mark.timeout(60)
+def test_units_of_one_template_share_what_the_agent_gets_and_run_as_described(umgr):
+    made = [rp.ComputeUnitDescription(function=pow, args=[2, i], name="p") for i in range(5)]
+    other = rp.ComputeUnitDescription(function=pow, args=[3, 2], name="q", cpu_threads=2)
+    # a manager without a pilot yet: the units wait, descriptions and all
+    waiting = rp.UnitManager(umgr.session)
+    units = waiting.submit_units([*made, other])
+    agent = [u._description._agent for u in units]
+    assert agent[:5] == [{"name": "p"}] * 5 and all(a is agent[0] for a in agent[:5])
+    assert agent[5] == {"name": "q", "cpu_threads": 2}
+    waiting.add_pilots(umgr.get_pilots())
+    assert set(waiting.wait_units(timeout=30)) == {rp.DONE}
+    assert [u.return_value for u in units] == [2 ** i for i in range(5)] + [9]
+    assert [u.name for u in units] == ["p"] * 5 + ["q"]

@@ -229,7 +229,7 @@ class UnitManager(Manager):
         # descriptions made from one template share a shape: it is validated and
         # recorded once, and of the others only the function and arguments are
         # checked
-        shapes: dict[tuple, tuple[str, bool]] = {}
+        shapes: dict[tuple, tuple] = {}    # -> (journal record, agent description)
         for i, d in enumerate(descs):
             if type(d) is not dict and not isinstance(d, ComputeUnitDescription):
                 raise BadParameter(f"descriptions[{i}]: expected a ComputeUnitDescription "
@@ -240,14 +240,16 @@ class UnitManager(Manager):
                 d = ComputeUnitDescription(d) if type(d) is dict else d
                 shape = d._shape()      # of what the user's holds: fewer values
                 d = d._snapshot()
-                record = None if shape is None else shapes.get(shape)
-                if record is None:
+                known = None if shape is None else shapes.get(shape)
+                if known is None:
+                    d._agent = None     # not one a copy of a description brought
                     d.validate()
-                    record = description_record(d)
+                    known = (description_record(d), wire.agent_description(d))
                     if shape is not None:
-                        shapes[shape] = record
+                        shapes[shape] = known
                 else:
                     d._validate_shared()
+                record, d._agent = known
                 records.append(record)
                 calls.append(dump_call(d) if d.function is not None
                              or d.cpu_process_type == FUNC else None)

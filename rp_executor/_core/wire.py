@@ -231,17 +231,27 @@ def _agent_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
     return pairs
 
 
+def agent_description(description: Any) -> dict:
+    """The description's :data:`AGENT_FIELDS` that differ from the defaults.
+
+    A unit manager that made many units of one shape (``Description._shape``) gives
+    their descriptions one such dict to share, as ``_agent``, and :func:`unit_form`
+    takes that; nothing changes it.
+    """
+    d = description.__dict__
+    pairs = _defaults.get(type(description)) or _agent_defaults(type(description))
+    return {k: d[k] for k, default in pairs if k in d and d[k] != default}
+
+
 def unit_form(unit: Any, staging: dict | None = None) -> dict:
     """A unit as its pilot's agent receives it: ``{uid, description}`` with the
     description's :data:`AGENT_FIELDS` that differ from the defaults (most units set a
     few), ``function`` and ``args`` for a function unit (pickled), and the agent's
     part of its ``staging`` directives, if any."""
     description = unit._description
-    d = description.__dict__
-    pairs = _defaults.get(type(description)) or _agent_defaults(type(description))
+    agent = description.__dict__.get("_agent")      # see agent_description
     wired = {"uid": unit._uid,
-             "description": {k: d[k] for k, default in pairs
-                             if k in d and d[k] != default}}
+             "description": agent if agent is not None else agent_description(description)}
     if unit._call is not None:
         wired["function"], wired["args"] = unit._call
     if staging is not None:
@@ -498,6 +508,6 @@ def connect_agent(ctx: zmq.Context, pilot: str, endpoint: str, server_public: st
 
 __all__ = ["Hello", "Heartbeat", "UnitStates", "UnitGroups", "Bye", "Units", "CancelUnits",
            "CancelPilot", "Withdraw", "Withdrawn", "Ack", "Resume", "Resumed", "pack_seq", "unpack_seq",
-           "TO_AGENT", "AGENT_FIELDS", "unit_form",
+           "TO_AGENT", "AGENT_FIELDS", "agent_description", "unit_form",
            "MESSAGE_TYPES", "encode", "decode", "write_secret", "read_secret", "KeyPair",
            "ClientChannel", "connect_agent"]
