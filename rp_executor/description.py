@@ -156,7 +156,8 @@ class Description:
             # are made one description each)
             attr = attrs.get(name)
             if attr is not None and attr.convert is None and \
-                    (attr.anything or type(value) in attr.fast):
+                    (attr.anything or type(value) in attr.fast or
+                     (type(value) in attr.empties and not value)):
                 check = attr.check
                 if check is None or value is None or check(value) is None:
                     held[name] = value

@@ -691,26 +691,29 @@ class UnitManager(Manager):
         results = []
         freed = False
         ended = []
+        staging, by_pilot, late = self._staging, self._by_pilot, self._late
         for u in objs:
-            state = u._state
+            state, uid = u._state, u._uid
             if state in final:
-                queued.discard(u.uid)
+                queued.discard(uid)
                 ended.append(u)
                 if u._outcome is None:    # it ended without reaching an agent
                     u._outcome = Outcome(_ENDING[state])
-                if self._staging.plans:
-                    self._staging.ended(u)
-                if u._pilot is not None:
-                    self._by_pilot[u._pilot.uid].discard(u.uid)
-                    if self._late:
-                        self._hold(u._pilot.uid, [u], -1)
+                if staging.plans:
+                    staging.ended(u)
+                pilot = u._pilot
+                if pilot is not None:
+                    pilot = pilot.uid
+                    by_pilot[pilot].discard(uid)
+                    if late:
+                        self._hold(pilot, [u], -1)
                         freed = True
                 o = u._outcome
-                results.append((u.pilot, o.exit_code, o.stdout, o.stderr, o.result,
-                                o.result_file, o.exception, o.traceback, u.uid))
+                results.append((pilot, o.exit_code, o.stdout, o.stderr, o.result,
+                                o.result_file, o.exception, o.traceback, uid))
                 u._compact()
             elif value(state) >= _EXECUTING_VALUE:
-                queued.discard(u.uid)
+                queued.discard(uid)
         if results:
             self._session._journal.set_unit_results(results)
         if ended and self._final_cbs:

@@ -122,6 +122,7 @@ class Attr:
     rejects_bool: bool = field(init=False, repr=False, compare=False)
     expect: str = field(init=False, repr=False, compare=False)
     anything: bool = field(init=False, repr=False, compare=False)
+    empties: frozenset = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         members = _flatten(self.hint)
@@ -139,6 +140,11 @@ class Attr:
         set_ = object.__setattr__
         set_(self, "fast", frozenset(fast))
         set_(self, "anything", object in fast)   # any value's type passes
+        # the containers of which an empty one passes
+        set_(self, "empties", frozenset(t for t, hinted in ((list, items is not None and
+                                                             keys is None),
+                                                            (dict, keys is not None))
+                                        if hinted))
         set_(self, "items_fast", items)
         set_(self, "keys_fast", keys)
         # bool is an int to Python, but True is never a meaningful count.
