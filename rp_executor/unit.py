@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from rp_executor import states
 from rp_executor._core.calls import load_exception, load_result
-from rp_executor._core.lifecycle import Stateful, pack_history
+from rp_executor._core.lifecycle import Stateful, pack_passages
 from rp_executor.outcome import Ending, Outcome
 
 _UNREAD = object()   # a function unit's value that was not unpickled yet
@@ -86,7 +86,7 @@ class ComputeUnit(Stateful):
         """Keep only what an ended unit can still be asked for, compactly (lock
         held): the history packed; a DONE unit's description and call left to the
         journal, when it can give them back exactly."""
-        self._history = pack_history(self._history, "unit")
+        self._history = pack_passages(self._history, "unit")
         if self._state != states.DONE:
             return   # failed and canceled units may be restarted from what they keep
         if self._call is not None:

@@ -317,3 +317,22 @@ def test_a_packed_history_reads_as_the_list_it_was_made_from():
     # a state outside the model, or nothing at all: the list stays as it is
     assert pack_history(["BOGUS", 1.0], "unit") == ["BOGUS", 1.0]
     assert pack_history([], "unit") == []
+
+
+def test_passages_shared_by_many_pack_into_the_history_they_make_together():
+    from rp_executor._core.lifecycle import pack_passages, passage_of, unpack_history
+    names = list(UNIT_WAY)
+    # three passages; the second starts at the time the first ended, the third not
+    parts = [(names[:2], [1.0, 1.0]), (names[2:9], [1.0, 1.0, 2.0, 2.0, 2.0, 2.5, 2.5]),
+             (names[9:], [3.0] * (len(names) - 9))]
+    passages = [passage_of([x for pair in zip(n, t) for x in pair], "unit") for n, t in parts]
+    packed = pack_passages(passages, "unit")
+    expected = [pair for n, t in parts for pair in zip(n, t)]
+    assert unpack_history(packed, "unit") == expected
+    # each distinct time once: 1.0, 2.0, 2.5, 3.0
+    assert len(packed) == 1 + len(names) + 8 * 4
+    # a passage outside the model, or more than 255 states: the passages stay
+    bogus = passage_of(["BOGUS", 1.0], "unit")
+    assert pack_passages([passages[0], bogus], "unit") == [passages[0], bogus]
+    assert pack_passages([passages[2]] * 40, "unit") == [passages[2]] * 40
+    assert pack_passages([], "unit") == []

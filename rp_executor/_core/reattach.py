@@ -31,6 +31,7 @@ from typing import Any
 
 from rp_executor import states
 from rp_executor._core import wire
+from rp_executor._core.lifecycle import passage_of
 from rp_executor._core.sessiondir import CLIENT_FILE, JOURNAL, find  # noqa: F401 (re-exported)
 from rp_executor._core.sessiondir import client_running, read_client
 from rp_executor.agent.outbox import END_FILE, SPILL, read_spill
@@ -195,8 +196,9 @@ def restore(session: Any) -> None:
         description, _ = rebuild_description(ComputePilotDescription, text)
         pilot = ComputePilot(uid, pmgr, description)
         pilot._restored = True
-        pilot._history = histories.get(uid, [])
-        pilot._state = pilot._history[-2] if pilot._history else states.NEW
+        flat = histories.get(uid)
+        pilot._history = [passage_of(flat, "pilot")] if flat else []
+        pilot._state = flat[-2] if flat else states.NEW
         pilot.job_id = job_id
         pilot._seq = pilot._acked = int(seq or 0)
         pilot.resource_details = json.loads(resources) if resources else {}
@@ -222,8 +224,9 @@ def restore(session: Any) -> None:
         umgr = umgrs[umgr_uid]
         description, was_function = rebuild_description(ComputeUnitDescription, text)
         unit = ComputeUnit(uid, umgr, description)
-        unit._history = histories.get(uid, [])
-        unit._state = unit._history[-2] if unit._history else states.NEW
+        flat = histories.get(uid)
+        unit._history = [passage_of(flat, "unit")] if flat else []
+        unit._state = flat[-2] if flat else states.NEW
         if function or was_function:
             unit._call = _restore_call(uid, description, fn_data, args) \
                 if function else CALL_NOT_KEPT
