@@ -242,14 +242,14 @@ class UnitManager(Manager):
                 d = d._snapshot()
                 known = None if shape is None else shapes.get(shape)
                 if known is None:
-                    d._agent = None     # not one a copy of a description brought
+                    d.__dict__.pop("_agent", None)   # not one a copied description brought
                     d.validate()
                     known = (description_record(d), wire.agent_description(d))
                     if shape is not None:
                         shapes[shape] = known
                 else:
                     d._validate_shared()
-                record, d._agent = known
+                record, d.__dict__["_agent"] = known
                 records.append(record)
                 calls.append(dump_call(d) if d.function is not None
                              or d.cpu_process_type == FUNC else None)
@@ -372,7 +372,7 @@ class UnitManager(Manager):
                 self._unbound = [u for u in self._unbound if u not in gone]
                 for u in local:
                     u._end(Ending.CANCELED)
-                self._advance([(u, ((states.CANCELED, now),)) for u in local])
+                self._advance_groups([(local, ((states.CANCELED, now),))])
         self._wait(units, None, None)
 
     def close(self) -> None:
@@ -508,7 +508,7 @@ class UnitManager(Manager):
             for u in units:
                 u._end(Ending.FAILED, why)
             now = time.time()
-            self._advance([(u, ((states.FAILED, now),)) for u in units])
+            self._advance_groups([(units, ((states.FAILED, now),))])
 
     def _restored(self, pilots: list, unsent: list[ComputeUnit],
                   staging_out: list[ComputeUnit]) -> None:
@@ -663,7 +663,7 @@ class UnitManager(Manager):
             for u in failed:
                 u._end(Ending.LOST, f"pilot {pilot.uid} ended ({pilot.state}: {cause}) "
                                     "before the unit finished")
-            self._advance([(u, ((states.FAILED, now),)) for u in failed])
+            self._advance_groups([(failed, ((states.FAILED, now),))])
             if moved:
                 log.info("%s: %d unit(s) that %s never started are re-routed", self._uid,
                          len(moved), pilot.uid)

@@ -117,7 +117,7 @@ class UnitStaging:
         state = states.UMGR_STAGING_INPUT if kind == "in" else states.UMGR_STAGING_OUTPUT
         now = time.time()
         with self._umgr._lock:
-            self._umgr._advance([(u, ((state, now),)) for u in units if not u.is_final])
+            self._umgr._advance_groups([([u for u in units if not u.is_final], ((state, now),))])
 
     def input_staged(self, results: list) -> None:
         """Send the units whose input arrived; fail the others."""
@@ -139,8 +139,7 @@ class UnitStaging:
                     send.setdefault(u._pilot, []).append(u)
             umgr._advance(failed)
             for pilot, group in send.items():
-                umgr._advance([(u, ((states.AGENT_STAGING_INPUT_PENDING, now),))
-                               for u in group])
+                umgr._advance_groups([(group, ((states.AGENT_STAGING_INPUT_PENDING, now),))])
                 pilot._send_units([self._wired(u) for u in group])
 
     def output_staged(self, results: list) -> None:

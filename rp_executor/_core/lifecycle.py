@@ -328,12 +328,9 @@ class Manager:
             # the manager's callbacks as they are now: those registered when a state
             # was reached run for it, also when the manager is closed meanwhile
             manager_cbs = list(self._callbacks[self._metrics[0]].values())
-            if manager_cbs:
-                todo = fired
-            else:
-                todo = [(own, names) for own, names in
-                        (([o for o in objs if o._callbacks], names) for objs, names in fired)
-                        if own]
+            todo = fired if manager_cbs else [
+                (own, names) for objs, names in fired
+                if (own := [o for o in objs if o._callbacks])]
             if todo:
                 self._session._callbacks.submit(self._fire, todo, manager_cbs)
             self._on_changed(changed)
