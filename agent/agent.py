@@ -35,6 +35,7 @@ from rp_executor.outcome import Ending, Outcome
 from .config import AgentConfig
 from .executing import Finished, ForkExecutor
 from .function_pool import FuncResult, FunctionPool, pool_size
+from .queueing import LONG_UNIT
 from .launch_methods import LaunchMethods
 from .outbox import END_FILE, Outbox
 from .resource_manager import detect_cores, make_resource_manager
@@ -77,6 +78,9 @@ class Agent:
         self.pool: FunctionPool | None = None
         self.waiting: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.prioritized = False   # a waiting unit has a priority: keep them sorted
+        # waiting units that were queued on a core and given back unstarted: they are
+        # EXECUTING_PENDING already
+        self.requeued: set[str] = set()
         # staging (only units with directives): a worker thread started on first use,
         # the units with output directives, and the units whose staging runs now with
         # what they finished with (None while staging in)
@@ -308,11 +312,21 @@ class Agent:
                             name=d.get("name"))
             else:
                 self.executor.launch(unit, slots)
-            self._step(uid, _STARTED)
+            if self.requeued and uid in self.requeued:
+                self.requeued.discard(uid)
+                self._step(uid, _RUNS)
+            else:
+                self._step(uid, _STARTED)
         for uid in placed:
             del self.waiting[uid]
-        if len(self.waiting) > pool.size:
-            self._queue()
+        # queued only while more wait than there are workers or cores: a unit queued
+        # behind one that turns out long waits for it, while others take the free cores
+        if self.waiting:
+            if "function" in next(iter(self.waiting.values())):
+                if len(self.waiting) > pool.size:
+                    self._queue()
+            elif len(self.waiting) > self.rm.cores:
+                self._queue_executables()
         if not self.waiting:
             self.prioritized = False
 
@@ -345,9 +359,56 @@ class Agent:
             del waiting[uid]
             step(uid, _QUEUED)
 
+    def _queue_executables(self) -> None:
+        """Queue the executable units at the head of the line behind the short units
+        of one core that run now (``ForkExecutor.queue_many``), as ``_queue`` does for
+        function units: only units of one core without GPUs, in order; the first
+        unit that is not one stops it."""
+        room = self.executor.queue_room()
+        if not room:
+            return
+        batch = []
+        for unit in self.waiting.values():
+            d = unit["description"]
+            if "function" in unit or (d and not _plain(d)):
+                break
+            batch.append(unit)
+            if len(batch) == room:
+                break
+        taken = self.executor.queue_many(batch)
+        waiting, step, requeued = self.waiting, self._step, self.requeued
+        for unit in batch[:taken]:
+            uid = unit["uid"]
+            del waiting[uid]
+            if requeued and uid in requeued:
+                requeued.discard(uid)
+            else:
+                step(uid, _QUEUED)
+
+    def _stranded(self) -> bool:
+        """Whether executables wait queued on a core while another core is free."""
+        return bool(self.executor.queued and self.scheduler.free_cores)
+
+    def _take_back(self) -> None:
+        """Put the queued units that launchers gave back (``_stranded``) at the head
+        of the line, in their order (they waited longest)."""
+        back = self.executor.take_withdrawn()
+        if not back:
+            return
+        log.info("%d queued unit(s) given back to be placed anew", len(back))
+        self.requeued.update(unit["uid"] for unit in back)
+        self.waiting = collections.OrderedDict(
+            [*((unit["uid"], unit) for unit in back), *self.waiting.items()])
+        if self.prioritized or any("priority" in unit["description"] for unit in back):
+            self.prioritized = True
+            self.waiting = collections.OrderedDict(sorted(self.waiting.items(), key=_priority))
+
     def _finished(self, results: list[Finished], cause: str | None = None) -> None:
         for res in results:
-            if res.slots is not None:
+            if res.successor is not None:
+                # a unit queued behind it took over its slots, and runs now
+                self._step(res.successor, _RUNS)
+            elif res.slots is not None:
                 self.scheduler.release(res.slots)
             if cause is None and res.exit_code != 0 and not res.canceled \
                     and self.batch_job:
@@ -402,6 +463,7 @@ class Agent:
     def _cancel(self, uids: list[str]) -> None:
         for uid in uids:
             self.staging_notes.pop(uid, None)
+            self.requeued.discard(uid)
             if self.waiting.pop(uid, None) is not None or self.staging.pop(uid, None):
                 self.staging_out.pop(uid, None)
                 self._step(uid, (states.CANCELED,))
@@ -485,7 +547,8 @@ class Agent:
                 if self.held:
                     timeout = min(timeout, self.held[0][0] - now)
                 for waits in (self.executor.reap_timeout, self.pool.collect_timeout,
-                              self._flush_timeout(now)):
+                              self._flush_timeout(now),
+                              LONG_UNIT if self._stranded() else None):
                     if waits is not None:
                         timeout = min(timeout, waits)
                 fds = (self.pool.filenos(), self.executor.filenos())
@@ -519,6 +582,7 @@ class Agent:
                 executor = self.executor
                 if executor.running or executor.reap_timeout is not None:
                     self._finished(executor.reap())
+                    self._take_back()
                 if self.held and self.held[0][0] <= time.monotonic():
                     due = time.monotonic()
                     for _, res in [h for h in self.held if h[0] <= due]:
@@ -528,6 +592,10 @@ class Agent:
                     # while a failure is held back, its cores stay unused: if the
                     # batch system is ending the job, a unit started now would fail too
                     self._place()
+                if self._stranded():
+                    # a unit queued behind one that has run long is asked back, to be
+                    # placed on the free core (the loop looks again every LONG_UNIT)
+                    executor.withdraw_stranded()
                 now = time.monotonic()
                 beat = None
                 if now >= next_beat:
@@ -612,6 +680,7 @@ class Agent:
         why = f"pilot {self.pilot} ended ({state}: {cause}) before the unit finished"
         # failures seen just before the end are most likely the end itself
         self._finished(self.executor.reap())
+        self._take_back()   # given back unstarted: they wait, as the others do
         for _, res in self.held:
             self._report(res, why)
         self.held = []

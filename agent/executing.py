@@ -9,6 +9,15 @@ loop polls the launchers' report pipes (``filenos()``) and calls ``reap``.  So t
 starts of units (the ``vfork``/``exec`` a parent waits for) and their per-unit
 file work run on every core, beside the loop, instead of inside it.
 
+Short units of one core also queue behind the unit that runs on their core
+(``queue_many``, as deep as :func:`.queueing.queue_depth` says): the launcher
+starts the next one the moment it reaps the one before, and the agent learns of
+it with that unit's end (its ``successor``, which takes over its slots).  So a
+core does not idle while a unit's end travels to the agent's loop and the next
+unit's start travels back.  When a core is free while units wait behind one that
+has run long (a unit's length is known only at its end), the loop takes them back
+(``withdraw_stranded``, then ``take_withdrawn``) to place them anew.
+
 A unit's command follows RP 0.50's rule (:mod:`.arguments`): the executable goes
 on one bash command line as it is, and each argument in double quotes (``$VAR``
 expands, spaces stay inside it) unless it is empty (dropped), a redirection or
@@ -20,6 +29,7 @@ When that line means the same as the argv exec'd without a shell and there are n
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import select
@@ -35,8 +45,9 @@ from typing import Any
 
 from .arguments import command_line, direct_argv
 from .launch_methods import LaunchError, LaunchMethods
-from .launcher import Ended, FrameReader, Run, Signal, frame, make_sandbox
+from .launcher import Ended, FrameReader, Run, Signal, Withdraw, frame, make_sandbox
 from .output import MAX_IO_LOGLENGTH, SHORTENED, tail
+from .queueing import LONG_UNIT, moving_mean, queue_depth
 from .scheduler import Slots
 
 logger = logging.getLogger(__name__)
@@ -59,6 +70,9 @@ class Finished:
     not be executed.  ``stdout``/``stderr`` are the last ``MAX_IO_LOGLENGTH``
     characters of the unit's output files.  ``started``/``stopped`` are
     ``time.time()`` stamps.  ``sandbox`` is the unit's working directory.
+    ``slots`` is None for a unit that ended while queued (it held none).
+    ``successor`` is the queued unit that took over ``slots`` as this one ended:
+    it runs now, and the slots are not free; None when they are.
     """
 
     uid: str
@@ -70,12 +84,26 @@ class Finished:
     started: float
     stopped: float
     sandbox: Path | None = None
+    successor: str | None = None
+
+
+class _Lane:
+    """One core that runs a unit of one core (since ``since``, monotonic: when the
+    agent sent it or learned that it started), with the units queued behind it in
+    the order its launcher starts them."""
+
+    __slots__ = ("since", "line")
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+        self.line: collections.deque[str] = collections.deque()
 
 
 class _Launcher:
-    """The agent's end of one launcher process: its two pipes and its units."""
+    """The agent's end of one launcher process: its two pipes, its units and its lanes
+    (by name)."""
 
-    __slots__ = ("index", "proc", "req_fd", "rep_fd", "reader", "unsent", "uids")
+    __slots__ = ("index", "proc", "req_fd", "rep_fd", "reader", "unsent", "uids", "lanes")
 
     def __init__(self, index: int, proc: subprocess.Popen, req_fd: int, rep_fd: int) -> None:
         self.index = index
@@ -85,17 +113,23 @@ class _Launcher:
         self.reader = FrameReader()
         self.unsent = b""          # requests its full pipe did not take yet
         self.uids: set[str] = set()
+        self.lanes: dict[str, _Lane] = {}
 
 
 class _Running:
-    # paths as str: they are only handed to the OS, and pathlib costs per unit
-    __slots__ = ("launcher", "slots", "sandbox", "kill_at")
+    # paths as str: they are only handed to the OS, and pathlib costs per unit;
+    # ``slots`` is None while the unit is queued in its ``lane``, and ``unit`` is
+    # then what ``queue_many`` got (to give it back unstarted)
+    __slots__ = ("launcher", "slots", "sandbox", "kill_at", "lane", "unit")
 
-    def __init__(self, launcher: _Launcher, slots: Slots, sandbox: str) -> None:
+    def __init__(self, launcher: _Launcher, slots: Slots | None, sandbox: str,
+                 lane: str | None, unit: Mapping[str, Any] | None = None) -> None:
         self.launcher = launcher
         self.slots = slots
         self.sandbox = sandbox
         self.kill_at: float | None = None  # monotonic SIGKILL deadline once canceled
+        self.lane = lane
+        self.unit = unit
 
 
 class ForkExecutor:
@@ -136,15 +170,36 @@ class ForkExecutor:
         self._running: dict[str, _Running] = {}
         self._canceling: set[str] = set()   # sent SIGTERM, their SIGKILL is still due
         self._done: list[Finished] = []     # ended, not yet handed out by reap
+        self._mean: float | None = None     # moving mean duration of short units (s)
+        self._queued = 0                    # units in the lanes' lines
+        self._withdrawing: set[str] = set()  # asked back from their launcher
+        self._given_back: list[Mapping[str, Any]] = []   # ... and given back
 
     @property
     def running(self) -> int:
-        """How many units were launched and have not been reported ended yet."""
+        """How many units were launched or queued and have not been reported ended yet."""
         return len(self._running)
 
     def running_uids(self) -> list[str]:
-        """The units launched and not reported ended yet."""
+        """The units launched or queued and not reported ended yet."""
         return list(self._running)
+
+    @property
+    def queued(self) -> int:
+        """How many units wait in line behind a unit that runs on their core."""
+        return self._queued
+
+    @property
+    def mean_duration(self) -> float | None:
+        """The moving mean duration in seconds of the recent units of one core
+        without GPUs that ran through a launcher; None before one ended."""
+        return self._mean
+
+    @property
+    def depth(self) -> int:
+        """How many queued units a core that runs a short unit may hold now
+        (:func:`.queueing.queue_depth` of ``mean_duration``)."""
+        return queue_depth(self._mean)
 
     def filenos(self) -> list[int]:
         """The launchers' report pipes, to poll for readability before ``reap``.
@@ -194,10 +249,35 @@ class ForkExecutor:
                                        f"{exc}\n", False, slots, now, now))
 
     def _start(self, unit: Mapping[str, Any], slots: Slots) -> None:
-        uid = unit["uid"]
         descr = unit.get("description") or {}
+        method = self._launch.for_unit(descr) if self._launch is not None else None
+        run = self._request(unit["uid"], descr, slots, method)
+        if run is None:
+            return
+        launcher = self._launcher_for(slots)
+        lane = None
+        if method is None and len(slots.nodes) == 1 and len(slots.nodes[0].cores) == 1 \
+                and not slots.nodes[0].gpus:
+            # one core: units may queue behind it (queue_many); but ``launch`` starts
+            # at once, so not in a lane that runs a unit (slots given twice)
+            lane = f"{slots.nodes[0].node}:{slots.nodes[0].cores[0]}"
+            if lane in launcher.lanes:
+                lane = None
+            else:
+                run = run._replace(lane=lane)
+                launcher.lanes[lane] = _Lane()
+        self._running[run.uid] = _Running(launcher, slots, run.sandbox, lane)
+        launcher.uids.add(run.uid)
+        self._send(launcher, frame([run]))
+        logger.debug("unit %s: to launcher %d: %s", run.uid, launcher.index, run.argv)
+
+    def _request(self, uid: str, descr: Mapping[str, Any], slots: Slots | None,
+                 method: Any) -> Run | None:
+        """The launcher's request for a unit (``slots`` None: queued, one core, no
+        GPU), or None when it cannot start: then it is done already (``_fail``)."""
         # pathlib's normalization only where a description names the sandbox
-        sandbox = str(self.sandbox_of(unit)) if descr.get("sandbox") else f"{self._root}/{uid}"
+        sandbox = str(self.pilot_sandbox / descr["sandbox"]) if descr.get("sandbox") \
+            else f"{self._root}/{uid}"
         out = f"{sandbox}/{descr.get('stdout') or 'STDOUT'}"
         err = f"{sandbox}/{descr.get('stderr') or 'STDERR'}"
         try:
@@ -207,8 +287,7 @@ class ForkExecutor:
             logger.warning("unit %s: invalid description: %s", uid, exc)
             self._fail(uid, f"rp_executor: invalid unit description: {exc}", slots,
                        sandbox, out, err)
-            return
-        method = self._launch.for_unit(descr) if self._launch is not None else None
+            return None
         if method is not None:
             try:
                 make_sandbox(sandbox)   # the method may write files there
@@ -218,15 +297,103 @@ class ForkExecutor:
                 logger.warning("unit %s: cannot launch with %s: %s", uid, method.name, exc)
                 self._fail(uid, f"rp_executor: cannot launch with {method.name}: {exc}",
                            slots, sandbox, out, err)
-                return
+                return None
             env = {k: v for k, v in full.items() if self._env.get(k) != v}
-        launcher = self._launcher_for(slots)
-        self._running[uid] = _Running(launcher, slots, sandbox)
-        launcher.uids.add(uid)
-        self._send(launcher, frame([Run(uid, argv, sandbox, out, err, env, script)]))
-        logger.debug("unit %s: to launcher %d: %s", uid, launcher.index, argv)
+        return Run(uid, argv, sandbox, out, err, env, script)
 
-    def _fail(self, uid: str, msg: str, slots: Slots, sandbox: str, out: str,
+    # -- queue ----------------------------------------------------------------
+
+    def queue_room(self, depth: int | None = None) -> int:
+        """How many units ``queue_many`` would take now, at most."""
+        open_, depth = self._open(depth)
+        return sum(depth - len(lane.line) for _, _, lane in open_)
+
+    def _open(self, depth: int | None) -> tuple[list[tuple[_Launcher, str, _Lane]], int]:
+        """The lanes that may take queued units, and the depth: holding fewer than
+        ``depth``.  Without a ``depth`` given, the policy's (``queue_depth``), and only
+        behind a unit that has not run ``LONG_UNIT`` yet (a long one among short ones
+        would strand what waits behind it)."""
+        since = None
+        if depth is None:
+            depth = queue_depth(self._mean)
+            since = time.monotonic() - LONG_UNIT
+        if not depth:
+            return [], 0
+        return [(launcher, name, lane) for launcher in self._launchers if launcher is not None
+                for name, lane in launcher.lanes.items()
+                if len(lane.line) < depth and (since is None or lane.since > since)], depth
+
+    def queue_many(self, units: list[Mapping[str, Any]], depth: int | None = None) -> int:
+        """Queue units of one core without GPUs behind the units of one core that run
+        now; returns how many were taken: the first ones of ``units``, possibly none.
+
+        ``units`` are as for ``launch``, in the order they should start; the first
+        one that a launch method other than a plain fork would start ends the queue.
+        A core holds ``depth`` queued units at most (by default the policy's: only
+        while the mean unit is short, see :func:`.queueing.queue_depth` and
+        ``_open``); the cores with the fewest queued units get the next ones.  The
+        launcher starts a queued unit the moment the one before it ends; ``reap``
+        hands out that one with the queued unit as its ``successor``.  A unit that
+        cannot start is done at once, as with ``launch``.
+        """
+        open_, depth = self._open(depth)
+        if not open_ or not units:
+            return 0
+        plan: list[tuple[_Launcher, str, _Lane]] = []
+        level = min(len(lane.line) for _, _, lane in open_)
+        count = len(units)
+        while len(plan) < count and level < depth:
+            plan += [o for o in open_ if len(o[2].line) <= level][:count - len(plan)]
+            level += 1
+        frames: dict[_Launcher, list[Run]] = {}
+        taken = 0
+        for unit, (launcher, name, lane) in zip(units, plan):
+            descr = unit.get("description") or {}
+            if self._launch is not None and self._launch.for_unit(descr) is not None:
+                break
+            taken += 1
+            run = self._request(unit["uid"], descr, None, None)
+            if run is None:
+                continue
+            self._running[run.uid] = _Running(launcher, None, run.sandbox, name, unit)
+            launcher.uids.add(run.uid)
+            lane.line.append(run.uid)
+            self._queued += 1
+            frames.setdefault(launcher, []).append(run._replace(lane=name))
+        for launcher, runs in frames.items():
+            self._send(launcher, frame(runs))
+        return taken
+
+    def withdraw_stranded(self) -> int:
+        """Ask back the queued units that wait behind a unit which has run
+        ``LONG_UNIT`` or longer (for a core that is free now); how many were asked.
+
+        A unit its launcher still holds comes back unstarted from ``take_withdrawn``
+        after a later ``reap``; one that started meanwhile runs as queued.
+        """
+        since = time.monotonic() - LONG_UNIT
+        asked = 0
+        for launcher in self._launchers:
+            if launcher is None:
+                continue
+            requests = [Withdraw(uid) for lane in launcher.lanes.values()
+                        if lane.line and lane.since <= since
+                        for uid in lane.line if uid not in self._withdrawing]
+            if requests:
+                self._withdrawing.update(r.uid for r in requests)
+                self._send(launcher, frame(requests))
+                asked += len(requests)
+        if asked:
+            logger.debug("asking back %d queued unit(s) that wait behind long ones", asked)
+        return asked
+
+    def take_withdrawn(self) -> list[Mapping[str, Any]]:
+        """The units given back unstarted since the last call (as ``queue_many`` got
+        them), in the order they were queued in each lane; they hold no slots."""
+        back, self._given_back = self._given_back, []
+        return back
+
+    def _fail(self, uid: str, msg: str, slots: Slots | None, sandbox: str, out: str,
               err: str) -> None:
         """A unit that cannot start: ``msg`` goes into its stderr file, as the
         launcher's own failures do."""
@@ -256,7 +423,7 @@ class ForkExecutor:
         return ["/bin/bash", f"{sandbox}/{uid}.sh"], _script(sandbox, exe, args, pre, post)
 
     def _environment(self, uid: str, descr: Mapping[str, Any], sandbox: str,
-                     slots: Slots) -> dict[str, str]:
+                     slots: Slots | None) -> dict[str, str]:
         """What the unit's environment adds to the launchers' (``base_env`` and the
         agent's own)."""
         env = {"RP_UNIT_ID": uid}
@@ -264,7 +431,7 @@ class ForkExecutor:
             env["RP_UNIT_NAME"] = str(descr["name"])
         env["RP_UNIT_SANDBOX"] = sandbox
         env["OMP_NUM_THREADS"] = str(descr.get("cpu_threads") or 1)
-        gpus = slots.gpu_indices
+        gpus = slots.gpu_indices if slots is not None else None
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = _visible_devices(
                 gpus, self._env.get("CUDA_VISIBLE_DEVICES"))
@@ -343,7 +510,26 @@ class ForkExecutor:
                 self._lost(launcher)
                 continue
             for record in launcher.reader.feed(data):
-                self._ended(Ended._make(record))
+                if len(record) == 1:
+                    self._withdrawn(record[0])
+                else:
+                    self._ended(Ended._make(record))
+
+    def _withdrawn(self, uid: str) -> None:
+        """A queued unit its launcher gave back unstarted: it leaves its line, and
+        goes back to the agent, or ends canceled when it was canceled meanwhile."""
+        run = self._running.pop(uid)
+        run.launcher.uids.discard(uid)
+        run.launcher.lanes[run.lane].line.remove(uid)
+        self._queued -= 1
+        self._withdrawing.discard(uid)
+        if run.kill_at is not None:   # canceled meanwhile: it ends so
+            self._canceling.discard(uid)
+            now = time.time()
+            self._done.append(Finished(uid, -signal.SIGTERM, "", "", True, None, now, now,
+                                       Path(run.sandbox)))
+        else:
+            self._given_back.append(run.unit)
 
     def _ended(self, end: Ended) -> None:
         run = self._running.pop(end.uid, None)
@@ -354,9 +540,35 @@ class ForkExecutor:
         self._canceling.discard(end.uid)
         if end.exit_code and end.stderr.startswith("rp_executor: "):   # did not start
             logger.info("unit %s: %s", end.uid, end.stderr[13:].rstrip())
+        successor = None
+        if run.lane is not None:
+            successor = self._lane_ended(run, end)
         self._done.append(Finished(end.uid, end.exit_code, end.stdout, end.stderr,
                                    end.canceled, run.slots, end.started, end.stopped,
-                                   Path(run.sandbox)))
+                                   Path(run.sandbox), successor))
+
+    def _lane_ended(self, run: _Running, end: Ended) -> str | None:
+        """Follow the launcher's line: the unit queued next in the lane of ``run``,
+        which ended, runs now on its slots (its uid is returned); a queued unit that
+        ended (canceled) just leaves the line."""
+        lanes = run.launcher.lanes
+        lane = lanes[run.lane]
+        if run.slots is None:
+            lane.line.remove(end.uid)
+            self._queued -= 1
+            self._withdrawing.discard(end.uid)
+            return None
+        self._mean = moving_mean(self._mean, end.stopped - end.started)
+        if not lane.line:
+            del lanes[run.lane]
+            return None
+        successor = lane.line.popleft()
+        self._queued -= 1
+        self._withdrawing.discard(successor)
+        lane.since = time.monotonic()
+        nxt = self._running[successor]
+        nxt.slots, nxt.unit = run.slots, None
+        return successor
 
     def _lost(self, launcher: _Launcher) -> None:
         """Close a launcher and wait for its end; units it did not report end FAILED
@@ -368,6 +580,10 @@ class ForkExecutor:
         except subprocess.TimeoutExpired:
             launcher.proc.kill()
             code = launcher.proc.wait()
+        for lane in launcher.lanes.values():
+            self._queued -= len(lane.line)
+            self._withdrawing.difference_update(lane.line)
+        launcher.lanes.clear()
         if not launcher.uids:
             return
         logger.error("launcher %d (pid %d) ended with %s before it reported %d unit(s)",
@@ -376,10 +592,11 @@ class ForkExecutor:
         for uid in sorted(launcher.uids):
             run = self._running.pop(uid)
             self._canceling.discard(uid)
+            why = "before the unit's end was known; its processes may still run" \
+                if run.slots is not None else "before the unit started"
             self._done.append(Finished(
                 uid, 1, "", f"rp_executor: the launcher of the unit ended (exit code {code}) "
-                f"before the unit's end was known; its processes may still run\n",
-                run.kill_at is not None, run.slots, now, now, Path(run.sandbox)))
+                f"{why}\n", run.kill_at is not None, run.slots, now, now, Path(run.sandbox)))
         launcher.uids.clear()
 
     def _close(self, launcher: _Launcher) -> None:
@@ -440,9 +657,10 @@ class ForkExecutor:
 
         Sends SIGTERM, waits up to ``kill_grace`` seconds, then SIGKILL.
         Returns the results not yet reported; the units that were still
-        running are ``canceled``.
+        running or queued, and those given back and not taken, are ``canceled``.
         """
-        for uid in list(self._running):
+        # the last first: a queued unit leaves its line before the one it waits for ends
+        for uid in reversed(list(self._running)):
             self.cancel(uid)  # a unit that already ended is reported as it ended
         self._wait_running(time.monotonic() + self.kill_grace)
         for uid, run in list(self._running.items()):
@@ -451,6 +669,10 @@ class ForkExecutor:
         self._wait_running(time.monotonic() + _CLOSE_WAIT)
         for launcher in [la for la in self._launchers if la is not None]:
             self._lost(launcher)   # closed: it ends what is left of its units and exits
+        now = time.time()
+        for unit in self.take_withdrawn():
+            self._done.append(Finished(unit["uid"], -signal.SIGTERM, "", "", True, None, now,
+                                       now))
         done, self._done = self._done, []
         return done
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from .executing import _visible_devices
 from .output import tail
+from .queueing import LONG_UNIT, MAX_DEPTH, QUEUE_COVER, moving_mean, queue_depth
 from .scheduler import Slots
 from .worker import HEADER, PROTOCOL, FrameReader
 
@@ -62,37 +63,7 @@ oversubscribes its node gets no more than this)."""
 MAX_WORKERS = 256
 """Warm workers of one pilot at most, however large the pilot or its node."""
 
-MAX_DEPTH = 32
-"""Queued units one worker holds at most, however short the units."""
-
-QUEUE_COVER = 0.003
-"""Seconds of expected work a worker's queue covers: it runs that long without
-waiting for the agent's loop, which meanwhile reads several replies per wake-up."""
-
-LONG_UNIT = 0.005
-"""A mean duration (seconds) from which a worker holds one queued unit only, so
-that a long unit never strands many others behind it."""
-
 _LIVENESS_EVERY = 0.05  # seconds between checks that busy workers are still alive
-_MEAN_WEIGHT = 0.125    # weight of the newest duration in the moving mean
-
-
-def queue_depth(mean: float | None) -> int:
-    """How many queued units a busy worker holds, given ``mean``, the recent mean
-    duration in seconds of the units of one core (None before any ended): enough
-    to cover ``QUEUE_COVER`` seconds, at most ``MAX_DEPTH``; none when the mean is
-    not known yet or is ``LONG_UNIT`` or longer: then units wait for a free core in
-    the agent, where a unit of higher priority that comes later still goes first
-    (a queued unit waits at most a few milliseconds of short units).
-
-    >>> queue_depth(None), queue_depth(0.010), queue_depth(0.001), queue_depth(1e-6)
-    (0, 0, 3, 32)
-    """
-    if mean is None or mean >= LONG_UNIT:
-        return 0
-    if mean * MAX_DEPTH <= QUEUE_COVER:
-        return MAX_DEPTH
-    return max(1, int(QUEUE_COVER / mean))
 
 
 def pool_size(cores: int, node_cores: int, limit: int | None = None) -> int:
@@ -480,9 +451,7 @@ class FunctionPool:
         del self._busy[uid]
         slots, successor = worker.slots, None
         if worker.plain:
-            mean = self._mean
-            took = stopped - started
-            self._mean = took if mean is None else mean + (took - mean) * _MEAN_WEIGHT
+            self._mean = moving_mean(self._mean, stopped - started)
         if queue:
             head = queue[0]
             if following is not None and following != head.uid:

@@ -1,12 +1,20 @@
 """The launcher: a child process of the agent that starts and reaps executable units.
 
 ``python -m rp_executor.agent.launcher <pilot sandbox> <kill grace>`` reads
-:class:`Run` and :class:`Signal` requests from its stdin and writes an
-:class:`Ended` record for every unit to its stdout, as frames (:func:`frame`).
+:class:`Run`, :class:`Signal` and :class:`Withdraw` requests from its stdin and
+writes an :class:`Ended` record for every unit (a :class:`Withdrawn` one for a unit
+given back unstarted) to its stdout, as frames (:func:`frame`).
 The agent keeps one launcher per core of its node (:mod:`.executing`), so that
 the units' starts (the ``vfork``/``exec`` the parent waits for), their sandboxes
 and output files and the reading of their output run beside the agent's loop,
 on every core, instead of inside it.
+
+A :class:`Run` may name a ``lane`` (one core of a short unit): the launcher runs
+one unit per lane at a time and starts the lane's next request the moment the
+unit before it is reaped, without waiting for the agent (which queues short units
+so, :mod:`.queueing`).  The agent keeps the same line, so both know which unit
+follows which; it may take a waiting unit back (:class:`Withdraw`) when the unit
+before it runs long while another core is free.
 
 Each unit is spawned (``posix_spawn``: ``vfork`` and ``exec``) into its own
 session and process group, with its stdin on ``/dev/null`` and its stdout and
@@ -19,6 +27,7 @@ Standard library only (and :mod:`.output`): it starts in a few milliseconds.
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import marshal
@@ -35,7 +44,8 @@ from .output import tail
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Run", "Signal", "Ended", "frame", "FrameReader", "make_sandbox", "main"]
+__all__ = ["Run", "Signal", "Withdraw", "Ended", "Withdrawn", "frame", "FrameReader",
+           "make_sandbox", "main"]
 
 _HEADER = struct.Struct("<I")
 # signals a unit must not inherit as ignored (Python ignores SIGPIPE and SIGXFSZ;
@@ -49,7 +59,10 @@ _OUTPUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 class Run(NamedTuple):
     """Start a unit: ``argv`` in ``sandbox`` (created when missing), stdout and
     stderr into the files ``out`` and ``err``, the launcher's environment updated
-    with ``env``; ``script``, when given, is written to ``<sandbox>/<uid>.sh`` first."""
+    with ``env``; ``script``, when given, is written to ``<sandbox>/<uid>.sh`` first.
+
+    With a ``lane``, the unit starts once the units sent before it in the same lane
+    ended (at once when none runs there); without, at once."""
 
     uid: str
     argv: list
@@ -58,14 +71,29 @@ class Run(NamedTuple):
     err: str
     env: dict
     script: str | None
+    lane: str | None = None
 
 
 class Signal(NamedTuple):
     """Send ``signum`` to the process group of unit ``uid`` if it still runs; the
-    unit then ends ``canceled``."""
+    unit then ends ``canceled``.  A unit that waits in its lane is taken out of it
+    and ends ``canceled`` (exit code ``-signum``) without running."""
 
     uid: str
     signum: int
+
+
+class Withdraw(NamedTuple):
+    """Take unit ``uid`` out of its lane if it still waits there, unstarted, and
+    report it :class:`Withdrawn`; one that started or ended is left as it is."""
+
+    uid: str
+
+
+class Withdrawn(NamedTuple):
+    """A unit taken out of its lane (:class:`Withdraw`): it never started."""
+
+    uid: str
 
 
 class Ended(NamedTuple):
@@ -121,14 +149,16 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class _Unit:
-    __slots__ = ("uid", "out", "err", "started", "canceled")
+    __slots__ = ("uid", "out", "err", "started", "canceled", "lane")
 
-    def __init__(self, uid: str, out: str, err: str, started: float) -> None:
+    def __init__(self, uid: str, out: str, err: str, started: float,
+                 lane: str | None) -> None:
         self.uid = uid
         self.out = out
         self.err = err
         self.started = started
         self.canceled = False
+        self.lane = lane
 
 
 class Launcher:
@@ -140,26 +170,59 @@ class Launcher:
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.units: dict[int, _Unit] = {}    # by pid
         self.pids: dict[str, int] = {}       # by uid
-        self.ended: list[Ended] = []
+        self.ended: list[Ended | Withdrawn] = []   # the reports, in order
+        # the lanes that run a unit, with the requests that wait there; the lane of
+        # each waiting unit
+        self.lanes: dict[str, collections.deque[Run]] = {}
+        self.queued: dict[str, str] = {}
 
     # -- requests ---------------------------------------------------------------------
 
     def handle(self, request: tuple) -> None:
-        """Carry out one request (a :class:`Run` or :class:`Signal` as a tuple)."""
+        """Carry out one request (a :class:`Run`, :class:`Signal` or :class:`Withdraw`
+        as a tuple)."""
         if len(request) == 2:
             self.signal(*request)
+            return
+        if len(request) == 1:
+            self.withdraw(request[0])
+            return
+        req = Run._make(request)
+        lane = req.lane
+        if lane is None:
+            self.run(req)
+        elif lane in self.lanes:
+            self.lanes[lane].append(req)
+            self.queued[req.uid] = lane
         else:
-            self.run(Run._make(request))
+            self.lanes[lane] = collections.deque()
+            self._next_in(lane, req)
 
-    def run(self, req: Run) -> None:
-        """Start a unit; a failure to start becomes its :class:`Ended` at once."""
+    def _next_in(self, lane: str, req: Run | None) -> None:
+        """Start ``req`` in ``lane``, or the lane's next request when it is None; on
+        to the one after while they fail to start; the lane ends when none is left."""
+        line = self.lanes[lane]
+        while True:
+            if req is None:
+                if not line:
+                    del self.lanes[lane]
+                    return
+                req = line.popleft()
+                del self.queued[req.uid]
+            if self.run(req):
+                return
+            req = None
+
+    def run(self, req: Run) -> bool:
+        """Start a unit (whatever its lane); a failure to start becomes its
+        :class:`Ended` at once.  Whether it started."""
         started = time.time()
         try:
             make_sandbox(req.sandbox)
         except OSError as exc:
             self._failed(req, 1, f"rp_executor: cannot create unit sandbox '{req.sandbox}': "
                                  f"{exc.strerror or exc}", started, write=False)
-            return
+            return False
         try:
             if req.script is not None:
                 with open(f"{req.sandbox}/{req.uid}.sh", "w") as f:
@@ -173,7 +236,7 @@ class Launcher:
         except OSError as exc:
             self._failed(req, 1, f"rp_executor: cannot open unit output file: {exc}",
                          started, write=False)
-            return
+            return False
         argv = req.argv
         try:
             env = self.env
@@ -191,15 +254,16 @@ class Launcher:
             reason = exc.strerror or str(exc)
             self._failed(req, code, f"rp_executor: cannot execute '{argv[0]}': {reason}",
                          started)
-            return
+            return False
         except (ValueError, TypeError) as exc:   # a NUL byte or an '=' in a name
             self._failed(req, 1, f"rp_executor: invalid unit description: {exc}", started)
-            return
+            return False
         finally:
             os.close(fout)
             os.close(ferr)
-        self.units[pid] = _Unit(req.uid, req.out, req.err, started)
+        self.units[pid] = _Unit(req.uid, req.out, req.err, started, req.lane)
         self.pids[req.uid] = pid
+        return True
 
     def _failed(self, req: Run, code: int, msg: str, started: float,
                 write: bool = True) -> None:
@@ -214,13 +278,33 @@ class Launcher:
                                 time.time()))
 
     def signal(self, uid: str, signum: int) -> None:
-        """Signal a running unit's process group; one that ended is left as it ended."""
+        """Signal a running unit's process group; one that ended is left as it ended,
+        one that waits in its lane ends canceled without running."""
         self.reap()
         pid = self.pids.get(uid)
         if pid is None:
+            if self._unqueue(uid):
+                now = time.time()
+                self.ended.append(Ended(uid, -signum, "", "", True, now, now))
             return
         self.units[pid].canceled = True
         _killpg(pid, signum)
+
+    def withdraw(self, uid: str) -> None:
+        """Give back a unit that waits in its lane (one that ended meanwhile is reaped
+        first, so the unit behind it may have started: then it stays)."""
+        self.reap()
+        if self._unqueue(uid):
+            self.ended.append(Withdrawn(uid))
+
+    def _unqueue(self, uid: str) -> bool:
+        """Take ``uid`` out of its lane's line; whether it waited there."""
+        lane = self.queued.pop(uid, None)
+        if lane is None:
+            return False
+        line = self.lanes[lane]
+        line.remove(next(r for r in line if r.uid == uid))
+        return True
 
     # -- ends -------------------------------------------------------------------------
 
@@ -249,10 +333,18 @@ class Launcher:
         self.ended.append(Ended(unit.uid, rc, tail(unit.out, "stdout"),
                                 tail(unit.err, "stderr"), unit.canceled, unit.started,
                                 time.time()))
+        if unit.lane in self.lanes:   # gone once end_all cleared them
+            self._next_in(unit.lane, None)
 
     def end_all(self) -> None:
         """End every unit's process group (SIGTERM, SIGKILL after the grace) and
-        collect them all."""
+        collect them all; the units that wait in lanes end FAILED without running."""
+        now = time.time()
+        for uid in self.queued:
+            self.ended.append(Ended(uid, 1, "", "rp_executor: the launcher ended before "
+                                    "the unit started\n", False, now, now))
+        self.queued.clear()
+        self.lanes.clear()
         for pid in self.units:
             _killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace
