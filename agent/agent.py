@@ -35,9 +35,9 @@ from rp_executor.outcome import Ending, Outcome
 from .config import AgentConfig
 from .executing import Finished, ForkExecutor
 from .function_pool import FuncResult, FunctionPool, pool_size
-from .queueing import LONG_UNIT
 from .launch_methods import LaunchMethods
 from .outbox import END_FILE, Outbox
+from .queueing import LONG_UNIT
 from .resource_manager import detect_cores, make_resource_manager
 from .scheduler import Scheduler
 
