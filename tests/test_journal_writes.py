@@ -264,3 +264,52 @@ def test_description_records_say_whether_json_gives_the_description_back():
         assert description_record(inexact)[1] is False
     fn = rp.ComputeUnitDescription(function=len, args=[[1]], kwargs={"k": 1})
     assert description_record(fn) == ("{}", True)   # the call is kept pickled beside it
+
+
+def open_files_of(path):
+    """This process's open file descriptors on ``path`` (or its -wal/-shm files)."""
+    import os
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(path)):
+            found.append(target)
+    return found
+
+
+def test_descriptions_are_read_through_one_connection_that_sees_later_rows(tmp_path):
+    path = tmp_path / "session.sqlite"
+    j = Journal(path)
+    try:
+        j.add_units([("unit.000000", "umgr.0000", '{"name": "a"}', None, None, None)])
+        assert j.unit_description("unit.000000") == ('{"name": "a"}', None, None)
+        reader = j._reader
+        j.add_units([("unit.000001", "umgr.0000", '{"name": "b"}', None, None, None)])
+        assert j.unit_description("unit.000001") == ('{"name": "b"}', None, None)
+        assert j._reader is reader   # the same connection saw the later row
+
+        j.add_units([(f"unit.{i:06d}", "umgr.0000", json.dumps({"name": str(i)}), None,
+                      None, None) for i in range(2, 402)])
+        j.flush()
+        errors = []
+
+        def read(start):
+            for i in range(start, 402, 8):
+                if j.unit_description(f"unit.{i:06d}")[0] != json.dumps({"name": str(i)}):
+                    errors.append(i)
+
+        threads = [threading.Thread(target=read, args=(2 + k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    finally:
+        j.close()
+    assert open_files_of(path) == []   # the reader was closed with the journal
+    # a closed journal's descriptions are still read, through a connection per read
+    assert j.unit_description("unit.000001") == ('{"name": "b"}', None, None)
+    assert open_files_of(path) == []
