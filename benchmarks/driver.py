@@ -26,6 +26,7 @@ from benchmarks.child import RESULT_MARK
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL = 2000
+STDERR_LINE = 300
 
 
 @dataclass
@@ -70,7 +71,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _tail(text: str) -> str:
-    text = text.strip()
+    """The end of a job's stderr, each line cut to ``STDERR_LINE`` characters first
+    (an exception whose message lists a million task keys would otherwise leave only
+    part of that list, and not the traceback's lines that name it)."""
+    text = "\n".join(line if len(line) <= STDERR_LINE else line[:STDERR_LINE] + "..."
+                     for line in text.strip().splitlines())
     return text if len(text) <= STDERR_TAIL else "..." + text[-STDERR_TAIL:]
 
 

@@ -47,7 +47,9 @@ def _session_uid(base: Path) -> tuple[str, Path]:
     process of the session (``RP_SESSION_ID``), and a session sweeps the processes
     with its uid when it ends, so two sessions in different directories must never
     share one. A name is taken by creating its marker file in a per-user directory
-    under the temporary directory (``O_EXCL``, atomic between processes).
+    under the temporary directory (``O_EXCL``, atomic between processes). The search
+    starts after the highest counter taken today (in that directory, and in
+    ``base``), so a new session costs one listing however many came before it.
     """
     host = socket.gethostname().split(".")[0] or "localhost"
     try:
@@ -55,9 +57,16 @@ def _session_uid(base: Path) -> tuple[str, Path]:
     except (KeyError, OSError):
         user = str(os.getuid())
     days = int(time.time() // 86400)
-    registry = _uid_registry(user, f".{days:06d}.")
-    for counter in itertools.count():
-        uid = f"rp.session.{host}.{user}.{days:06d}.{counter:04d}"
+    prefix = f"rp.session.{host}.{user}.{days:06d}."
+    registry, taken = _uid_registry(user, f".{days:06d}.")
+    try:
+        taken += os.listdir(base)
+    except OSError:
+        pass   # not there yet: nothing taken in it
+    start = 1 + max((int(name[len(prefix):]) for name in taken
+                     if name.startswith(prefix) and name[len(prefix):].isdigit()), default=-1)
+    for counter in itertools.count(start):
+        uid = f"{prefix}{counter:04d}"
         path = base / uid
         if path.exists():
             continue
@@ -74,22 +83,29 @@ def _session_uid(base: Path) -> tuple[str, Path]:
     raise AssertionError("unreachable")
 
 
-def _uid_registry(user: str, today: str) -> Path | None:
-    """The per-user directory of session uid markers; markers of other days are
-    removed. None (uids then are unique per base directory only) if it cannot be made."""
+def _uid_registry(user: str, today: str) -> tuple[Path | None, list[str]]:
+    """The per-user directory of session uid markers, and the markers of today in it;
+    markers of other days are removed. None (uids then are unique per base directory
+    only) if it cannot be made."""
     import tempfile
 
     registry = Path(tempfile.gettempdir()) / f"rp_executor.{user}.sessions"
+    kept = []
     try:
         registry.mkdir(mode=0o700, exist_ok=True)
-        for old in registry.iterdir():
-            if today not in old.name:
-                old.unlink(missing_ok=True)
+        for name in os.listdir(registry):
+            if today in name:
+                kept.append(name)
+            else:
+                try:
+                    os.unlink(registry / name)
+                except FileNotFoundError:
+                    pass   # another session removed it
     except OSError as exc:
         log.warning("session uids are unique per directory only: cannot use %s: %s",
                     registry, exc)
-        return None
-    return registry
+        return None, []
+    return registry, kept
 
 
 class Session:

@@ -167,3 +167,16 @@ def test_million_rows_show_a_peer_out_of_time_as_did_not_finish():
     assert "did not finish in 720 s" in report.table([rows["million_tput"]])
     assert report.did_not_finish({"rp_million_tput": 1.0, "rp_million_dnf_s": 5.0},
                                  "rp_million_tput") is None     # a value beats the marker
+
+
+def test_a_failed_jobs_stderr_keeps_the_traceback_lines_around_a_huge_message():
+    from benchmarks.driver import STDERR_LINE, STDERR_TAIL, _tail
+    keys = ", ".join(f"'noop-{i:032x}'" for i in range(20_000))
+    err = ("Traceback (most recent call last):\n  File \"peer_dask.py\", line 107\n"
+           f"distributed.client.FutureCancelledError: lost: [{keys}]\n")
+    tail = _tail(err)
+    assert len(tail) <= STDERR_TAIL + 3
+    assert tail.startswith("Traceback") and "line 107" in tail
+    assert "FutureCancelledError: lost: ['noop-" in tail
+    assert max(len(line) for line in tail.splitlines()) <= STDERR_LINE + 3
+    assert _tail("short\n") == "short"
