@@ -341,23 +341,12 @@ class Agent:
         Only while more units wait than there are workers, and only units of one
         core without GPUs or threads, in order: the first unit that is not one
         stops it."""
-        pool, waiting = self.pool, self.waiting
-        room = pool.queue_room()
-        if not room:
-            return
-        batch = []
-        for uid, unit in waiting.items():
-            d = unit["description"]
-            if "function" not in unit or (d and not _plain(d)):
-                break
-            batch.append((uid, unit["function"], unit["args"], d.get("name")))
-            if len(batch) == room:
-                break
-        taken = pool.queue_many(batch)
-        step = self._step
-        for uid, *_ in batch[:taken]:
-            del waiting[uid]
-            step(uid, _QUEUED)
+        room = self.pool.queue_room()
+        if room:
+            units = self._plain_head(True, room)
+            self._dequeued(units[:self.pool.queue_many(
+                [(u["uid"], u["function"], u["args"], u["description"].get("name"))
+                 for u in units])])
 
     def _queue_executables(self) -> None:
         """Queue the executable units at the head of the line behind the short units
@@ -365,19 +354,28 @@ class Agent:
         function units: only units of one core without GPUs, in order; the first
         unit that is not one stops it."""
         room = self.executor.queue_room()
-        if not room:
-            return
-        batch = []
+        if room:
+            units = self._plain_head(False, room)
+            self._dequeued(units[:self.executor.queue_many(units)])
+
+    def _plain_head(self, function: bool, room: int) -> list[dict]:
+        """Up to ``room`` units at the head of the line that are function units (or
+        executables, ``function`` False) of one core without GPUs or threads."""
+        head = []
         for unit in self.waiting.values():
             d = unit["description"]
-            if "function" in unit or (d and not _plain(d)):
+            if ("function" in unit) is not function or (d and not _plain(d)):
                 break
-            batch.append(unit)
-            if len(batch) == room:
+            head.append(unit)
+            if len(head) == room:
                 break
-        taken = self.executor.queue_many(batch)
+        return head
+
+    def _dequeued(self, units: list[dict]) -> None:
+        """Units that were queued on a core leave the line: EXECUTING_PENDING (the
+        ones given back earlier are already)."""
         waiting, step, requeued = self.waiting, self._step, self.requeued
-        for unit in batch[:taken]:
+        for unit in units:
             uid = unit["uid"]
             del waiting[uid]
             if requeued and uid in requeued:

@@ -306,17 +306,18 @@ def test_waiting_on_many_returns_when_all_are_final(mgr):
 
 
 def test_a_packed_history_reads_as_the_list_it_was_made_from():
-    from rp_executor._core.lifecycle import pack_history, unpack_history
+    from rp_executor._core.lifecycle import pack_passages, passage_of, unpack_history
     names = list(UNIT_WAY)
     for stamps in ([1.5] * len(names), [float(i) for i in range(len(names))],
                    [1.0, 1.0, 2.5, 2.5, 2.5, 3.0] + [7.25] * (len(names) - 6)):
         flat = [x for pair in zip(names, stamps) for x in pair]
-        packed = pack_history(flat, "unit")
+        packed = pack_passages([passage_of(flat, "unit")], "unit")
         assert isinstance(packed, bytes) and len(packed) < 1 + len(names) + 8 * len(names) + 1
         assert unpack_history(packed, "unit") == list(zip(names, stamps))
-    # a state outside the model, or nothing at all: the list stays as it is
-    assert pack_history(["BOGUS", 1.0], "unit") == ["BOGUS", 1.0]
-    assert pack_history([], "unit") == []
+    # a state outside the model, or nothing at all: the passage stays as it is
+    for flat in (["BOGUS", 1.0], []):
+        passages = [passage_of(flat, "unit")]
+        assert pack_passages(passages, "unit") == passages and passages[0][0] == flat
 
 
 def test_passages_shared_by_many_pack_into_the_history_they_make_together():

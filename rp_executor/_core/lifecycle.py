@@ -177,15 +177,8 @@ def pack_passages(passages: list, kind: str) -> list | bytes:
     return bytes((n,)) + b"".join(heads) + struct.pack(f"<{len(times)}d", *times)
 
 
-def pack_history(flat: list, kind: str) -> list | bytes:
-    """A flat ``[state, time, ...]`` history packed as :func:`pack_passages` packs
-    it; ``flat`` comes back as it is if it cannot be packed."""
-    packed = pack_passages([passage_of(flat, kind)], kind)
-    return packed if type(packed) is bytes else flat
-
-
 def unpack_history(packed: bytes, kind: str) -> list[tuple[str, float]]:
-    """The ``(state, time)`` pairs of a history :func:`pack_history` made."""
+    """The ``(state, time)`` pairs of a history :func:`pack_passages` made."""
     names = _NAMES[kind]
     n = packed[0]
     codes = packed[1:1 + n]
